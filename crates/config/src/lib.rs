@@ -1,0 +1,304 @@
+//! Flywheel configuration, layered: built-in defaults → `flywheel.toml` → `FLYWHEEL_…`
+//! environment variables (`__` separates nesting levels) → command-line flags.
+//!
+//! Architecture invariant: loading is the only I/O here (reading the optional file and the
+//! environment). Unknown keys are errors that name the key and where it came from. Secrets are
+//! never stored as values in [`Config`]; they are [`SecretRef`]s resolved when needed, and
+//! `Debug`/`Serialize` of the configuration never show a secret.
+
+mod load;
+mod secret;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use load::{ConfigError, Overrides, NON_CONFIG_ENV_VARS};
+pub use secret::{redact_url_password, SecretRef, SecretRefError};
+
+/// The effective configuration of one Flywheel process.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where the embedded defaults keep their files: the SQLite database, the lake, the master key.
+    pub data_dir: PathBuf,
+    pub server: ServerConfig,
+    pub database: DatabaseConfig,
+    pub lake: LakeConfig,
+    pub log: LogConfig,
+    pub features: FeatureFlags,
+    pub auth: AuthConfig,
+    pub secrets: SecretsConfig,
+    pub bootstrap: BootstrapConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on; port 0 picks a free port.
+    pub bind: SocketAddr,
+    /// Largest accepted request body in bytes; larger bodies get 413.
+    pub max_body_bytes: usize,
+    /// Origins allowed by CORS (exact matches, e.g. `https://app.example.com`). Empty: CORS off.
+    pub cors_allowed_origins: Vec<String>,
+    /// How long in-flight requests may take to finish after SIGINT/SIGTERM.
+    #[serde(with = "humantime_serde_compat")]
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `sqlite://PATH` (default: `<data_dir>/flywheel.db`) or `postgres://user@host:port/db`.
+    pub url: Option<String>,
+    /// Password for PostgreSQL, kept out of the URL: `{ env = "VAR" }` or `{ file = "PATH" }`.
+    pub password: Option<SecretRef>,
+    pub max_connections: u32,
+    #[serde(with = "humantime_serde_compat")]
+    pub connect_timeout: Duration,
+}
+
+/// Which database backend a URL selects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DatabaseBackend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LakeConfig {
+    /// A local directory (default `<data_dir>/lake`) or `s3://bucket/prefix`.
+    pub url: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A `tracing` filter: `info`, `debug`, or directives such as `info,flywheel_http=debug`.
+    pub level: String,
+    pub format: LogFormat,
+}
+
+/// The seed plan's feature flags.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FeatureFlags {
+    /// Capture interactions at all.
+    pub data_collection: bool,
+    /// Accept outcomes and feedback linked to earlier interactions.
+    pub outcome_tracking: bool,
+    /// Record every API request as an `api_call` interaction.
+    pub api_call_tracking: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// HS256 secret for JWT bearer tokens. Absent: derived from the master key.
+    pub jwt_secret: Option<SecretRef>,
+    /// `iss` claim written into and required from tokens.
+    pub jwt_issuer: String,
+    /// Longest lifetime `flywheel token issue` accepts.
+    #[serde(with = "humantime_serde_compat")]
+    pub max_token_ttl: Duration,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecretsConfig {
+    /// 32 random bytes, base64-encoded. Absent: `<data_dir>/master.key`, generated on first
+    /// start. Every replica of one installation must use the same key.
+    pub master_key: Option<SecretRef>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BootstrapConfig {
+    /// Id of the operator tenant created on first start with an empty database.
+    pub tenant_id: String,
+    pub tenant_name: String,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            data_dir: PathBuf::from("./data"),
+            server: ServerConfig::default(),
+            database: DatabaseConfig::default(),
+            lake: LakeConfig::default(),
+            log: LogConfig::default(),
+            features: FeatureFlags::default(),
+            auth: AuthConfig::default(),
+            secrets: SecretsConfig::default(),
+            bootstrap: BootstrapConfig::default(),
+        }
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> ServerConfig {
+        ServerConfig {
+            bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_body_bytes: 2 * 1024 * 1024,
+            cors_allowed_origins: Vec::new(),
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> DatabaseConfig {
+        DatabaseConfig {
+            url: None,
+            password: None,
+            max_connections: 16,
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl Default for LakeConfig {
+    fn default() -> LakeConfig {
+        LakeConfig { url: None }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> LogConfig {
+        LogConfig {
+            level: "info".to_owned(),
+            format: LogFormat::Pretty,
+        }
+    }
+}
+
+impl Default for FeatureFlags {
+    fn default() -> FeatureFlags {
+        FeatureFlags {
+            data_collection: true,
+            outcome_tracking: true,
+            api_call_tracking: false,
+        }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> AuthConfig {
+        AuthConfig {
+            jwt_secret: None,
+            jwt_issuer: "flywheel".to_owned(),
+            max_token_ttl: Duration::from_secs(30 * 24 * 3600),
+        }
+    }
+}
+
+impl Default for SecretsConfig {
+    fn default() -> SecretsConfig {
+        SecretsConfig { master_key: None }
+    }
+}
+
+impl Default for BootstrapConfig {
+    fn default() -> BootstrapConfig {
+        BootstrapConfig {
+            tenant_id: "default".to_owned(),
+            tenant_name: "Default".to_owned(),
+        }
+    }
+}
+
+impl Config {
+    /// The database URL in effect: the configured one or the SQLite file in the data directory.
+    pub fn database_url(&self) -> String {
+        match &self.database.url {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}", self.data_dir.join("flywheel.db").display()),
+        }
+    }
+
+    pub fn database_backend(&self) -> Result<DatabaseBackend, ConfigError> {
+        let url = self.database_url();
+        if url.starts_with("sqlite:") {
+            Ok(DatabaseBackend::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(DatabaseBackend::Postgres)
+        } else {
+            Err(ConfigError::Invalid {
+                key: "database.url".to_owned(),
+                problem: format!(
+                    "'{}' is neither sqlite://PATH nor postgres://…",
+                    redact_url_password(&url)
+                ),
+            })
+        }
+    }
+
+    /// The lake location in effect: the configured URL or `<data_dir>/lake`.
+    pub fn lake_url(&self) -> String {
+        match &self.lake.url {
+            Some(url) => url.clone(),
+            None => self.data_dir.join("lake").display().to_string(),
+        }
+    }
+
+    /// The master key reference in effect, and whether it is the default generated file.
+    pub fn master_key_ref(&self) -> (SecretRef, bool) {
+        match &self.secrets.master_key {
+            Some(secret) => (secret.clone(), false),
+            None => (
+                SecretRef::File {
+                    file: self.data_dir.join("master.key"),
+                },
+                true,
+            ),
+        }
+    }
+
+    /// The effective configuration as TOML, with defaults filled in and secrets redacted.
+    pub fn to_redacted_toml(&self) -> Result<String, ConfigError> {
+        let mut shown = self.clone();
+        shown.database.url = Some(redact_url_password(&self.database_url()));
+        shown.lake.url = Some(self.lake_url());
+        shown.secrets.master_key = Some(self.master_key_ref().0);
+        toml::to_string_pretty(&shown).map_err(|err| ConfigError::Invalid {
+            key: "<all>".to_owned(),
+            problem: err.to_string(),
+        })
+    }
+
+    /// Resolves relative paths against nothing: callers keep them relative to the working directory.
+    pub fn data_path(&self, name: &str) -> PathBuf {
+        Path::new(&self.data_dir).join(name)
+    }
+}
+
+/// Durations written the human way in files and environment (`30s`, `1h`, `500ms`).
+mod humantime_serde_compat {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&humantime::format_duration(*duration).to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        let raw = String::deserialize(deserializer)?;
+        humantime::parse_duration(&raw).map_err(|err| {
+            serde::de::Error::custom(format!(
+                "'{raw}' is not a duration ({err}); write e.g. 30s, 5m or 1h"
+            ))
+        })
+    }
+}

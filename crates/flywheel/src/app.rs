@@ -1,0 +1,249 @@
+//! Building the components from configuration, serving HTTP, and shutting down gracefully.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use flywheel_config::{Config, DatabaseBackend};
+use flywheel_services::{BootstrapOutcome, IdentityService, MasterKey};
+use flywheel_store::{ConnectOptions, Store};
+use secrecy::{ExposeSecret, SecretString};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+/// The long-lived parts of one Flywheel process.
+#[derive(Debug, Clone)]
+pub struct Components {
+    pub store: Store,
+    pub identity: Arc<IdentityService>,
+}
+
+impl Components {
+    /// Opens the store and the services. Migrations and bootstrap are not run here.
+    pub async fn open(config: &Config) -> anyhow::Result<Components> {
+        let (master_key_ref, is_default) = config.master_key_ref();
+        let master_key = MasterKey::load(&master_key_ref, is_default)
+            .context("loading the master key (secrets.master_key)")?;
+        let password = match &config.database.password {
+            Some(reference) => Some(
+                reference
+                    .resolve()
+                    .context("reading database.password")?
+                    .expose_secret()
+                    .to_owned(),
+            ),
+            None => None,
+        };
+        let options = ConnectOptions {
+            max_connections: config.database.max_connections,
+            connect_timeout: config.database.connect_timeout,
+            password,
+        };
+        let url = config.database_url();
+        let store = Store::open(&url, &options).await.with_context(|| {
+            format!(
+                "opening the database {}",
+                flywheel_config::redact_url_password(&url)
+            )
+        })?;
+        let identity = Arc::new(
+            IdentityService::new(&store, &master_key, &config.auth)
+                .context("setting up authentication")?,
+        );
+        Ok(Components { store, identity })
+    }
+
+    /// Applies migrations, then creates the operator tenant and admin key on an empty database.
+    pub async fn prepare(
+        &self,
+        config: &Config,
+        bootstrap_key: Option<&SecretString>,
+    ) -> anyhow::Result<Option<BootstrapOutcome>> {
+        self.store
+            .migrate()
+            .await
+            .context("applying database migrations")?;
+        let outcome = self
+            .identity
+            .bootstrap(
+                &config.bootstrap.tenant_id,
+                &config.bootstrap.tenant_name,
+                bootstrap_key,
+            )
+            .await
+            .context("bootstrapping the operator tenant")?;
+        if let Some(outcome) = &outcome {
+            announce_bootstrap(outcome);
+        }
+        Ok(outcome)
+    }
+}
+
+/// Prints a generated bootstrap key once, on standard output and never into the log.
+fn announce_bootstrap(outcome: &BootstrapOutcome) {
+    tracing::info!(tenant = %outcome.tenant.id, "created the operator tenant and its admin key");
+    if let Some(key) = &outcome.generated_key {
+        println!(
+            "\nBootstrap admin API key for tenant '{}' (shown once; store it now):\n\n    {}\n\nUse it as `Authorization: Bearer <key>`.\n",
+            outcome.tenant.id,
+            key.expose_secret()
+        );
+    }
+}
+
+/// A bound, ready-to-run HTTP server.
+#[derive(Debug)]
+pub struct Application {
+    listener: TcpListener,
+    components: Components,
+    config: Config,
+    readiness_task: Option<JoinHandle<()>>,
+}
+
+impl Application {
+    /// Opens everything and binds the listener. With SQLite, an unusable database is an error
+    /// here. With PostgreSQL the server starts anyway, `/readyz` answers 503, and a background
+    /// task retries migrations with backoff until the database comes up.
+    pub async fn build(
+        config: Config,
+        bootstrap_key: Option<SecretString>,
+    ) -> anyhow::Result<Application> {
+        let components = Components::open(&config).await?;
+        let backend = config.database_backend()?;
+        let readiness_task = match components.prepare(&config, bootstrap_key.as_ref()).await {
+            Ok(_) => None,
+            Err(err) if backend == DatabaseBackend::Postgres => {
+                tracing::error!(
+                    error = format!("{err:#}"),
+                    "database not ready at start; /readyz answers 503 while retrying with backoff"
+                );
+                Some(tokio::spawn(retry_prepare(
+                    components.clone(),
+                    config.clone(),
+                    bootstrap_key,
+                )))
+            }
+            Err(err) => return Err(err),
+        };
+        let listener = TcpListener::bind(config.server.bind)
+            .await
+            .with_context(|| format!("binding {} (server.bind / --bind)", config.server.bind))?;
+        Ok(Application {
+            listener,
+            components,
+            config,
+            readiness_task,
+        })
+    }
+
+    pub fn local_addr(&self) -> anyhow::Result<SocketAddr> {
+        Ok(self.listener.local_addr()?)
+    }
+
+    pub fn components(&self) -> &Components {
+        &self.components
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting, drains in-flight requests (up
+    /// to `server.shutdown_grace`), and closes the store.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let addr = self.local_addr()?;
+        let state = flywheel_http::AppState::new(
+            self.components.identity.clone(),
+            self.components.store.clone(),
+            self.config.server.max_body_bytes,
+            self.config.server.cors_allowed_origins.clone(),
+        );
+        let router = flywheel_http::router(state);
+        tracing::info!(
+            database = self.components.store.backend_name(),
+            "listening on http://{addr}"
+        );
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let serve = axum::serve(
+            self.listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            tracing::info!("shutdown requested: no new connections, draining in-flight requests");
+            let _ = stop_tx.send(true);
+        });
+        let grace = self.config.server.shutdown_grace;
+        let mut grace_rx = stop_rx.clone();
+        tokio::select! {
+            result = serve => result.context("serving HTTP")?,
+            () = grace_expired(&mut grace_rx, grace) => {
+                tracing::warn!(grace = ?grace, "in-flight requests did not finish within server.shutdown_grace; closing anyway");
+            }
+        }
+        if let Some(task) = self.readiness_task {
+            task.abort();
+        }
+        self.components.store.close().await;
+        tracing::info!("stopped cleanly");
+        Ok(())
+    }
+}
+
+async fn grace_expired(stop: &mut tokio::sync::watch::Receiver<bool>, grace: Duration) {
+    if stop.wait_for(|stopped| *stopped).await.is_err() {
+        // The sender is gone only when serving ended by itself; never fire in that case.
+        std::future::pending::<()>().await;
+    }
+    tokio::time::sleep(grace).await;
+}
+
+async fn retry_prepare(
+    components: Components,
+    config: Config,
+    bootstrap_key: Option<SecretString>,
+) {
+    let mut delay = Duration::from_millis(500);
+    loop {
+        tokio::time::sleep(delay).await;
+        match components.prepare(&config, bootstrap_key.as_ref()).await {
+            Ok(_) => {
+                tracing::info!("database ready: migrations applied");
+                return;
+            }
+            Err(err) => {
+                tracing::warn!(error = format!("{err:#}"), retry_in = ?delay, "database still not ready");
+                delay = (delay * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %err, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
+    }
+}

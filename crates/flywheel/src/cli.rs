@@ -1,0 +1,129 @@
+//! Command-line arguments.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Flywheel: capture every interaction, link it to outcomes, analyse, experiment, train.
+#[derive(Debug, Parser)]
+#[command(name = "flywheel", version, about)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Configuration file (default: ./flywheel.toml when it exists).
+    #[arg(long, global = true, env = "FLYWHEEL_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Data directory for the embedded defaults (SQLite database, lake, master key).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub data_dir: Option<PathBuf>,
+    /// Database URL (`sqlite://PATH` or `postgres://…`); overrides database.url.
+    #[arg(long, global = true, value_name = "URL")]
+    pub database_url: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP server.
+    Serve {
+        /// Address to listen on, e.g. 127.0.0.1:8080 (port 0 picks a free port).
+        #[arg(long, value_name = "ADDR:PORT")]
+        bind: Option<SocketAddr>,
+    },
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Inspect the configuration.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Manage tenants (organizations).
+    Tenants {
+        #[command(subcommand)]
+        command: TenantsCommand,
+    },
+    /// Manage API keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Issue JWT bearer tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the effective configuration (defaults, file, environment, flags) with secrets redacted.
+    Show,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TenantsCommand {
+    /// Create a tenant.
+    Create {
+        /// Lower-case slug: letters, digits and '-', 2–63 characters.
+        #[arg(long)]
+        id: String,
+        /// Display name (default: the id).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List tenants.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create an API key and print it once.
+    Create {
+        #[arg(long)]
+        tenant: String,
+        /// admin, partner, contractor or service.
+        #[arg(long)]
+        role: String,
+        /// A label for people.
+        #[arg(long)]
+        name: String,
+        /// The user or service the key speaks for (default key-<prefix>).
+        #[arg(long)]
+        subject: Option<String>,
+    },
+    /// List a tenant's keys (never their secrets).
+    List {
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Revoke a key by id.
+    Revoke {
+        #[arg(long)]
+        tenant: String,
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Issue an HS256 JWT for a user of a tenant.
+    Issue {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        user: String,
+        /// admin, partner, contractor or service.
+        #[arg(long)]
+        role: String,
+        /// Lifetime, e.g. 15m, 1h, 7d.
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "1h")]
+        ttl: Duration,
+    },
+}

@@ -1,0 +1,9 @@
+//! Wiring: turns a [`Config`](flywheel_config::Config) into running components. Used by the
+//! binary and by the integration tests (`spawn_app`), so both start Flywheel the same way.
+
+pub mod app;
+pub mod cli;
+pub mod commands;
+pub mod telemetry;
+
+pub use app::{Application, Components};

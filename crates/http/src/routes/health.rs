@@ -1,0 +1,51 @@
+//! `/healthz` (the process is alive) and `/readyz` (the database answers and is migrated).
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::error::{ApiError, ErrorBody};
+use crate::state::AppState;
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HealthResponse {
+    status: &'static str,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReadyResponse {
+    status: &'static str,
+    /// `sqlite` or `postgres`.
+    database: &'static str,
+}
+
+/// Liveness: answers 200 while the process runs.
+#[utoipa::path(get, path = "/healthz", tag = "health",
+    responses((status = 200, description = "Alive", body = HealthResponse)))]
+pub async fn healthz() -> Json<HealthResponse> {
+    Json(HealthResponse { status: "ok" })
+}
+
+/// Readiness: 200 when the database is reachable and migrated, 503 otherwise.
+#[utoipa::path(get, path = "/readyz", tag = "health",
+    responses(
+        (status = 200, description = "Ready", body = ReadyResponse),
+        (status = 503, description = "Not ready", body = ErrorBody)))]
+pub async fn readyz(State(state): State<AppState>) -> Result<Json<ReadyResponse>, ApiError> {
+    match state.store.ready().await {
+        Ok(()) => Ok(Json(ReadyResponse {
+            status: "ready",
+            database: state.store.backend_name(),
+        })),
+        Err(err) => Err(ApiError {
+            retry_after_secs: Some(1),
+            ..ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not_ready",
+                format!("not ready: {err}"),
+            )
+        }),
+    }
+}

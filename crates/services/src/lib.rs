@@ -1,0 +1,17 @@
+//! Flywheel's use cases. Each service takes the acting [`Principal`](flywheel_core::Principal),
+//! checks what it may do, validates input into domain types and talks to storage through the
+//! store's traits.
+//!
+//! Architecture invariant: nothing here knows about HTTP (no status codes, no axum types) or
+//! about a particular database; the CLI and the HTTP layer call the same functions.
+
+mod error;
+pub mod identity;
+pub mod secrets;
+
+pub use error::ServiceError;
+pub use identity::{
+    local_cli_principal, BootstrapOutcome, CreatedApiKey, IdentityService, IssuedToken,
+    NewApiKeyInput, NewTenantInput,
+};
+pub use secrets::{MasterKey, MasterKeyError};

@@ -1,0 +1,213 @@
+//! Opening the database named by a URL, applying embedded migrations, readiness and pool stats.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+use crate::identity::{PgIdentity, SqliteIdentity};
+use crate::{ApiKeyStore, StoreError, TenantStore};
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// How to connect, beyond the URL.
+#[derive(Clone)]
+pub struct ConnectOptions {
+    pub max_connections: u32,
+    pub connect_timeout: Duration,
+    /// PostgreSQL password kept out of the URL.
+    pub password: Option<String>,
+}
+
+impl std::fmt::Debug for ConnectOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectOptions")
+            .field("max_connections", &self.max_connections)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .finish()
+    }
+}
+
+/// Connections in the pool, for `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStats {
+    pub size: u32,
+    pub idle: u32,
+    pub max: u32,
+}
+
+#[derive(Debug, Clone)]
+enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// A handle to the operational store: cheap to clone, shared by every service.
+#[derive(Clone)]
+pub struct Store {
+    pool: Pool,
+    max_connections: u32,
+    migrated: Arc<AtomicBool>,
+    tenants: Arc<dyn TenantStore>,
+    api_keys: Arc<dyn ApiKeyStore>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.backend_name())
+            .field("migrated", &self.migrated.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+impl Store {
+    /// Opens the store. SQLite is opened (and its file created) at once, so a bad path fails
+    /// here; PostgreSQL connects lazily so that the server can start, report `/readyz` 503 and
+    /// recover by itself when the database comes up.
+    pub async fn open(url: &str, options: &ConnectOptions) -> Result<Store, StoreError> {
+        if url.starts_with("sqlite:") {
+            let connect = SqliteConnectOptions::from_str(url)
+                .map_err(StoreError::Other)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                // FULL: a commit is on disk before it returns, so an acknowledgement survives
+                // power loss, not only a process crash.
+                .synchronous(SqliteSynchronous::Full)
+                .foreign_keys(true)
+                .busy_timeout(Duration::from_secs(10));
+            if let Some(parent) = Path::new(connect.get_filename()).parent() {
+                if !parent.as_os_str().is_empty() {
+                    std::fs::create_dir_all(parent).map_err(|err| {
+                        StoreError::Unavailable(sqlx::Error::Io(std::io::Error::new(
+                            err.kind(),
+                            format!("cannot create directory {}: {err}", parent.display()),
+                        )))
+                    })?;
+                }
+            }
+            let pool = SqlitePoolOptions::new()
+                .max_connections(options.max_connections.max(1))
+                .acquire_timeout(options.connect_timeout)
+                .connect_with(connect)
+                .await
+                .map_err(StoreError::Unavailable)?;
+            Ok(Store::from_pool(
+                Pool::Sqlite(pool),
+                options.max_connections,
+            ))
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let mut connect = PgConnectOptions::from_str(url).map_err(StoreError::Other)?;
+            if let Some(password) = &options.password {
+                connect = connect.password(password);
+            }
+            let pool = PgPoolOptions::new()
+                .max_connections(options.max_connections.max(1))
+                .acquire_timeout(options.connect_timeout)
+                .connect_lazy_with(connect);
+            Ok(Store::from_pool(
+                Pool::Postgres(pool),
+                options.max_connections,
+            ))
+        } else {
+            Err(StoreError::Other(sqlx::Error::Configuration(
+                "database URL must start with sqlite: or postgres://".into(),
+            )))
+        }
+    }
+
+    fn from_pool(pool: Pool, max_connections: u32) -> Store {
+        let (tenants, api_keys): (Arc<dyn TenantStore>, Arc<dyn ApiKeyStore>) = match &pool {
+            Pool::Sqlite(pool) => {
+                let identity = Arc::new(SqliteIdentity { pool: pool.clone() });
+                (identity.clone(), identity)
+            }
+            Pool::Postgres(pool) => {
+                let identity = Arc::new(PgIdentity { pool: pool.clone() });
+                (identity.clone(), identity)
+            }
+        };
+        Store {
+            pool,
+            max_connections,
+            migrated: Arc::new(AtomicBool::new(false)),
+            tenants,
+            api_keys,
+        }
+    }
+
+    pub fn backend_name(&self) -> &'static str {
+        match self.pool {
+            Pool::Sqlite(_) => "sqlite",
+            Pool::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Applies the embedded migrations that have not run yet. Safe to call concurrently from
+    /// several replicas: sqlx takes an advisory lock on PostgreSQL.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        let result = match &self.pool {
+            Pool::Sqlite(pool) => SQLITE_MIGRATIONS.run(pool).await,
+            Pool::Postgres(pool) => POSTGRES_MIGRATIONS.run(pool).await,
+        };
+        result.map_err(|err| match err {
+            sqlx::migrate::MigrateError::Execute(inner) => StoreError::from(inner),
+            other => StoreError::Other(sqlx::Error::Migrate(Box::new(other))),
+        })?;
+        self.migrated.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+
+    pub fn is_migrated(&self) -> bool {
+        self.migrated.load(Ordering::SeqCst)
+    }
+
+    /// Ready means: migrations applied by this process and the database answers now.
+    pub async fn ready(&self) -> Result<(), StoreError> {
+        if !self.is_migrated() {
+            return Err(StoreError::NotReady);
+        }
+        let ping = match &self.pool {
+            Pool::Sqlite(pool) => sqlx::query("SELECT 1").execute(pool).await.map(|_| ()),
+            Pool::Postgres(pool) => sqlx::query("SELECT 1").execute(pool).await.map(|_| ()),
+        };
+        ping.map_err(StoreError::Unavailable)
+    }
+
+    pub fn pool_stats(&self) -> PoolStats {
+        let (size, idle) = match &self.pool {
+            Pool::Sqlite(pool) => (pool.size(), pool.num_idle() as u32),
+            Pool::Postgres(pool) => (pool.size(), pool.num_idle() as u32),
+        };
+        PoolStats {
+            size,
+            idle,
+            max: self.max_connections,
+        }
+    }
+
+    /// Waits for checked-out connections to return and closes the pool. For SQLite this also
+    /// checkpoints the WAL when the last connection closes.
+    pub async fn close(&self) {
+        match &self.pool {
+            Pool::Sqlite(pool) => pool.close().await,
+            Pool::Postgres(pool) => pool.close().await,
+        }
+    }
+
+    pub fn tenants(&self) -> Arc<dyn TenantStore> {
+        self.tenants.clone()
+    }
+
+    pub fn api_keys(&self) -> Arc<dyn ApiKeyStore> {
+        self.api_keys.clone()
+    }
+}
