@@ -68,7 +68,7 @@ pub enum DatabaseBackend {
     Postgres,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LakeConfig {
     /// A local directory (default `<data_dir>/lake`) or `s3://bucket/prefix`.
@@ -114,7 +114,7 @@ pub struct AuthConfig {
     pub max_token_ttl: Duration,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SecretsConfig {
     /// 32 random bytes, base64-encoded. Absent: `<data_dir>/master.key`, generated on first
@@ -168,12 +168,6 @@ impl Default for DatabaseConfig {
     }
 }
 
-impl Default for LakeConfig {
-    fn default() -> LakeConfig {
-        LakeConfig { url: None }
-    }
-}
-
 impl Default for LogConfig {
     fn default() -> LogConfig {
         LogConfig {
@@ -200,12 +194,6 @@ impl Default for AuthConfig {
             jwt_issuer: "flywheel".to_owned(),
             max_token_ttl: Duration::from_secs(30 * 24 * 3600),
         }
-    }
-}
-
-impl Default for SecretsConfig {
-    fn default() -> SecretsConfig {
-        SecretsConfig { master_key: None }
     }
 }
 

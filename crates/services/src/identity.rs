@@ -382,7 +382,7 @@ impl IdentityService {
                 "ttl",
                 format!(
                     "must be at most {} (auth.max_token_ttl)",
-                    humanize(self.max_token_ttl)
+                    humantime::format_duration(self.max_token_ttl)
                 ),
             );
         }
@@ -563,15 +563,4 @@ fn random_lowercase_alphanumeric(len: usize) -> String {
 fn now_millis() -> DateTime<Utc> {
     let now = Utc::now();
     DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now)
-}
-
-fn humanize(duration: Duration) -> String {
-    let secs = duration.as_secs();
-    if secs % 86_400 == 0 {
-        format!("{}d", secs / 86_400)
-    } else if secs % 3600 == 0 {
-        format!("{}h", secs / 3600)
-    } else {
-        format!("{secs}s")
-    }
 }
