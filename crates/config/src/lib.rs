@@ -27,6 +27,8 @@ pub struct Config {
     pub server: ServerConfig,
     pub database: DatabaseConfig,
     pub lake: LakeConfig,
+    pub ingest: IngestConfig,
+    pub retention: RetentionConfig,
     pub log: LogConfig,
     pub features: FeatureFlags,
     pub auth: AuthConfig,
@@ -68,11 +70,102 @@ pub enum DatabaseBackend {
     Postgres,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LakeConfig {
     /// A local directory (default `<data_dir>/lake`) or `s3://bucket/prefix`.
     pub url: Option<String>,
+    /// Archive as soon as this many interactions wait…
+    pub flush_max_rows: u32,
+    /// …or when the oldest waiting one is this old.
+    #[serde(with = "humantime_serde_compat")]
+    pub flush_max_age: Duration,
+    /// How often the archiver checks.
+    #[serde(with = "humantime_serde_compat")]
+    pub flush_interval: Duration,
+    pub s3: S3Config,
+}
+
+/// Settings for an `s3://` lake. Absent credentials fall back to the standard AWS
+/// environment variables (`AWS_ACCESS_KEY_ID`, …).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct S3Config {
+    /// For S3-compatible stores (MinIO, moto, Ceph): `http://127.0.0.1:9000`.
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub access_key_id: Option<SecretRef>,
+    pub secret_access_key: Option<SecretRef>,
+    /// Allow a plain-HTTP endpoint (local test stores only).
+    pub allow_http: bool,
+}
+
+/// How client IP addresses are anonymised before they are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientIpMode {
+    /// Keep the network only: IPv4 /24, IPv6 /48.
+    Truncate,
+    /// Do not store the address.
+    Drop,
+    /// Replace it with a keyed hash (HMAC-SHA256 under a sub-key of the master key).
+    Hash,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// Most interactions accepted in one `POST /v1/interactions` batch.
+    pub max_batch_items: usize,
+    /// Write requests that may wait for the database; beyond it callers get 503 + Retry-After.
+    pub queue_capacity: usize,
+    /// Most interactions committed in one transaction (group commit).
+    pub max_commit_rows: usize,
+    pub client_ip: ClientIpMode,
+    /// Proxies (IP or CIDR) whose `X-Forwarded-For` is trusted for the client address.
+    pub trusted_proxies: Vec<String>,
+    /// Written into `metadata.environment` when an interaction has none.
+    pub environment: String,
+    /// Written into `metadata.app_version` when an interaction has none.
+    pub app_version: Option<String>,
+    /// Extra field names redacted (besides password, api_key, authorization, token, secret)
+    /// when API calls are tracked.
+    pub sensitive_fields: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// Delete operational copies of interactions older than this many days once they are in
+    /// the lake (the lake keeps history). 0 keeps them forever.
+    pub operational_days: u32,
+}
+
+impl Default for LakeConfig {
+    fn default() -> LakeConfig {
+        LakeConfig {
+            url: None,
+            flush_max_rows: 50_000,
+            flush_max_age: Duration::from_secs(30),
+            flush_interval: Duration::from_secs(5),
+            s3: S3Config::default(),
+        }
+    }
+}
+
+impl Default for IngestConfig {
+    fn default() -> IngestConfig {
+        IngestConfig {
+            max_batch_items: 1_000,
+            queue_capacity: 512,
+            max_commit_rows: 10_000,
+            client_ip: ClientIpMode::Truncate,
+            trusted_proxies: Vec::new(),
+            environment: "development".to_owned(),
+            app_version: None,
+            sensitive_fields: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -137,6 +230,8 @@ impl Default for Config {
             server: ServerConfig::default(),
             database: DatabaseConfig::default(),
             lake: LakeConfig::default(),
+            ingest: IngestConfig::default(),
+            retention: RetentionConfig::default(),
             log: LogConfig::default(),
             features: FeatureFlags::default(),
             auth: AuthConfig::default(),

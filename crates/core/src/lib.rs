@@ -6,8 +6,10 @@
 
 pub mod api_key;
 pub mod identity;
+pub mod interaction;
 pub mod validation;
 
 pub use api_key::{ApiKeyPrefix, PresentedApiKey};
 pub use identity::{AuthMethod, Principal, Role, Subject, Tenant, TenantId};
+pub use interaction::Interaction;
 pub use validation::{FieldError, ValidationErrors};

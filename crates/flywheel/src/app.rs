@@ -6,7 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use flywheel_config::{Config, DatabaseBackend};
+use flywheel_config::{Config, DatabaseBackend, SecretRef};
+use flywheel_lake::{Lake, LakeSettings, S3Settings};
+use flywheel_services::archive::{ArchiveSettings, Archiver};
+use flywheel_services::enrich::EnrichSettings;
+use flywheel_services::ingest::{IngestService, IngestSettings};
+use flywheel_services::writer::{GroupCommitWriter, WriterTask};
 use flywheel_services::{BootstrapOutcome, IdentityService, MasterKey};
 use flywheel_store::{ConnectOptions, Store};
 use secrecy::{ExposeSecret, SecretString};
@@ -18,6 +23,22 @@ use tokio::task::JoinHandle;
 pub struct Components {
     pub store: Store,
     pub identity: Arc<IdentityService>,
+    pub ingest: Arc<IngestService>,
+    pub archiver: Archiver,
+    writer_task: Arc<tokio::sync::Mutex<Option<WriterTask>>>,
+}
+
+fn resolve_optional(reference: &Option<SecretRef>, key: &str) -> anyhow::Result<Option<String>> {
+    match reference {
+        Some(reference) => Ok(Some(
+            reference
+                .resolve()
+                .with_context(|| format!("reading {key}"))?
+                .expose_secret()
+                .to_owned(),
+        )),
+        None => Ok(None),
+    }
 }
 
 impl Components {
@@ -52,7 +73,67 @@ impl Components {
             IdentityService::new(&store, &master_key, &config.auth)
                 .context("setting up authentication")?,
         );
-        Ok(Components { store, identity })
+        let (writer, writer_task) = GroupCommitWriter::spawn(
+            store.interactions(),
+            config.ingest.queue_capacity,
+            config.ingest.max_commit_rows,
+        );
+        let ingest = Arc::new(IngestService::new(
+            store.interactions(),
+            writer,
+            IngestSettings {
+                max_batch_items: config.ingest.max_batch_items,
+                data_collection: config.features.data_collection,
+                outcome_tracking: config.features.outcome_tracking,
+                enrich: EnrichSettings {
+                    environment: config.ingest.environment.clone(),
+                    app_version: config.ingest.app_version.clone(),
+                    client_ip: config.ingest.client_ip,
+                    ip_hash_key: master_key.derive("flywheel/client-ip-hash/v1"),
+                },
+                sensitive_fields: config.ingest.sensitive_fields.clone(),
+            },
+        ));
+        let s3 = &config.lake.s3;
+        let lake = Lake::open(&LakeSettings {
+            url: config.lake_url(),
+            s3: S3Settings {
+                endpoint: s3.endpoint.clone(),
+                region: s3.region.clone(),
+                access_key_id: resolve_optional(&s3.access_key_id, "lake.s3.access_key_id")?,
+                secret_access_key: resolve_optional(
+                    &s3.secret_access_key,
+                    "lake.s3.secret_access_key",
+                )?,
+                allow_http: s3.allow_http,
+            },
+        })
+        .context("opening the lake (lake.url)")?;
+        let archiver = Archiver::new(
+            store.interactions(),
+            lake,
+            ArchiveSettings {
+                flush_max_rows: config.lake.flush_max_rows.max(1),
+                flush_max_age: config.lake.flush_max_age,
+                flush_interval: config.lake.flush_interval,
+                retention_days: config.retention.operational_days,
+            },
+        );
+        Ok(Components {
+            store,
+            identity,
+            ingest,
+            archiver,
+            writer_task: Arc::new(tokio::sync::Mutex::new(Some(writer_task))),
+        })
+    }
+
+    /// Commits everything queued for writing and closes the store.
+    pub async fn close(&self) {
+        if let Some(task) = self.writer_task.lock().await.take() {
+            task.shutdown().await;
+        }
+        self.store.close().await;
     }
 
     /// Applies migrations, then creates the operator tenant and admin key on an empty database.
@@ -153,11 +234,26 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let addr = self.local_addr()?;
+        let trusted_proxies =
+            flywheel_http::parse_trusted_proxies(&self.config.ingest.trusted_proxies)
+                .map_err(anyhow::Error::msg)?;
         let state = flywheel_http::AppState::new(
             self.components.identity.clone(),
+            self.components.ingest.clone(),
             self.components.store.clone(),
-            self.config.server.max_body_bytes,
-            self.config.server.cors_allowed_origins.clone(),
+            flywheel_http::HttpSettings {
+                max_body_bytes: self.config.server.max_body_bytes,
+                cors_allowed_origins: self.config.server.cors_allowed_origins.clone(),
+                trusted_proxies,
+                api_call_tracking: self.config.features.api_call_tracking,
+            },
+        );
+        let (archiver_stop, archiver_stop_rx) = tokio::sync::watch::channel(false);
+        let archiver = tokio::spawn(
+            self.components
+                .archiver
+                .clone()
+                .run(archiver_stop_rx, Duration::from_secs(30)),
         );
         let router = flywheel_http::router(state);
         tracing::info!(
@@ -185,7 +281,15 @@ impl Application {
         if let Some(task) = self.readiness_task {
             task.abort();
         }
-        self.components.store.close().await;
+        // Order matters: commit what was accepted, then ship it to the lake, then close.
+        if let Some(task) = self.components.writer_task.lock().await.take() {
+            task.shutdown().await;
+        }
+        let _ = archiver_stop.send(true);
+        if let Err(err) = archiver.await {
+            tracing::error!(error = %err, "archiver task failed");
+        }
+        self.components.close().await;
         tracing::info!("stopped cleanly");
         Ok(())
     }

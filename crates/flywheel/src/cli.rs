@@ -59,6 +59,38 @@ pub enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Inspect captured interactions.
+    Interactions {
+        #[command(subcommand)]
+        command: InteractionsCommand,
+    },
+    /// Work with the data lake.
+    Lake {
+        #[command(subcommand)]
+        command: LakeCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InteractionsCommand {
+    /// Show rejected input kept in the quarantine, newest first.
+    Rejected {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        /// Print JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LakeCommand {
+    /// Ship every stored interaction that is not in the lake yet, now.
+    Flush,
+    /// Compare the store and the lake (counts and ids per day); exit 1 on a difference.
+    Verify,
 }
 
 #[derive(Debug, Subcommand)]

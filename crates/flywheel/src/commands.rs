@@ -7,7 +7,10 @@ use flywheel_services::{local_cli_principal, NewApiKeyInput, NewTenantInput};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::app::{shutdown_signal, Application, Components};
-use crate::cli::{Cli, Command, ConfigCommand, KeysCommand, TenantsCommand, TokenCommand};
+use crate::cli::{
+    Cli, Command, ConfigCommand, InteractionsCommand, KeysCommand, LakeCommand, TenantsCommand,
+    TokenCommand,
+};
 use crate::telemetry;
 
 /// Environment variable holding the bootstrap admin key for automated first starts.
@@ -37,6 +40,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Tenants { command } => tenants(config, command).await,
         Command::Keys { command } => keys(config, command).await,
         Command::Token { command } => token(config, command).await,
+        Command::Interactions { command } => interactions(config, command).await,
+        Command::Lake { command } => lake(config, command).await,
     }
 }
 
@@ -59,7 +64,7 @@ async fn migrate(config: Config) -> anyhow::Result<()> {
         .migrate()
         .await
         .context("applying database migrations")?;
-    components.store.close().await;
+    components.close().await;
     println!("migrations applied ({})", components.store.backend_name());
     Ok(())
 }
@@ -106,7 +111,7 @@ async fn tenants(config: Config, command: TenantsCommand) -> anyhow::Result<()> 
             }
         }
     }
-    components.store.close().await;
+    components.close().await;
     Ok(())
 }
 
@@ -170,7 +175,7 @@ async fn keys(config: Config, command: KeysCommand) -> anyhow::Result<()> {
             println!("revoked key {} ({})", key.id, key.prefix);
         }
     }
-    components.store.close().await;
+    components.close().await;
     Ok(())
 }
 
@@ -189,6 +194,117 @@ async fn token(config: Config, command: TokenCommand) -> anyhow::Result<()> {
         .await?;
     eprintln!("token expires at {}", issued.expires_at.to_rfc3339());
     println!("{}", issued.token.expose_secret());
-    components.store.close().await;
+    components.close().await;
     Ok(())
+}
+
+async fn interactions(config: Config, command: InteractionsCommand) -> anyhow::Result<()> {
+    let components = open_for_cli(&config).await?;
+    let InteractionsCommand::Rejected {
+        tenant,
+        limit,
+        json,
+    } = command;
+    let tenant = TenantId::parse(&tenant).map_err(|err| anyhow::anyhow!("--tenant: {err}"))?;
+    let actor = local_cli_principal(tenant);
+    let page = components
+        .ingest
+        .list_rejected(&actor, None, Some(limit))
+        .await?;
+    if page.items.is_empty() && !json {
+        println!("no rejected input for tenant {}", actor.tenant_id);
+    }
+    for item in page.items {
+        if json {
+            println!(
+                "{}",
+                serde_json::json!({
+                    "id": item.id,
+                    "received_at": item.received_at.to_rfc3339(),
+                    "principal": item.principal,
+                    "batch_index": item.batch_index,
+                    "reason": serde_json::from_str::<serde_json::Value>(&item.reason).unwrap_or_default(),
+                    "payload": item.payload,
+                })
+            );
+        } else {
+            let mut payload: String = item.payload.chars().take(80).collect();
+            if item.payload.chars().count() > 80 {
+                payload.push('…');
+            }
+            println!(
+                "{}  {}  by {}  index {}\n  reason:  {}\n  payload: {}",
+                item.received_at.to_rfc3339(),
+                item.id,
+                item.principal,
+                item.batch_index.map_or("-".to_owned(), |i| i.to_string()),
+                item.reason,
+                payload
+            );
+        }
+    }
+    components.close().await;
+    Ok(())
+}
+
+async fn lake(config: Config, command: LakeCommand) -> anyhow::Result<()> {
+    let components = open_for_cli(&config).await?;
+    let result = match command {
+        LakeCommand::Flush => {
+            let (waiting, _) = components.store.interactions().unarchived_stats().await?;
+            eprintln!(
+                "archiving {waiting} interactions to {}",
+                components.archiver.lake().url()
+            );
+            let report = components.archiver.archive(true).await?;
+            println!(
+                "archived {} interactions in {} batches ({} files)",
+                report.rows,
+                report.batches,
+                report.files.len()
+            );
+            Ok(())
+        }
+        LakeCommand::Verify => {
+            eprintln!("reading the lake at {}", components.archiver.lake().url());
+            let report = flywheel_services::archive::verify(
+                components.store.interactions().as_ref(),
+                components.archiver.lake(),
+                |read| eprint!("\rcompared {read} stored interactions"),
+            )
+            .await?;
+            eprintln!();
+            println!(
+                "{:<12} {:>14} {:>14} {:>12}",
+                "DAY", "STORE (LAKE)", "STORE PENDING", "LAKE ROWS"
+            );
+            for (day, counts) in &report.days {
+                println!(
+                    "{:<12} {:>14} {:>14} {:>12}",
+                    day, counts.store_archived, counts.store_pending, counts.lake_rows
+                );
+            }
+            println!(
+                "{} lake files; missing in lake: {}; duplicated in lake: {}; only in lake (expired copies): {}",
+                report.lake_files,
+                report.missing_in_lake.len(),
+                report.duplicated_in_lake.len(),
+                report.only_in_lake.len()
+            );
+            for id in report.missing_in_lake.iter().take(20) {
+                println!("missing: {id}");
+            }
+            for id in report.duplicated_in_lake.iter().take(20) {
+                println!("duplicated: {id}");
+            }
+            if report.is_consistent() {
+                println!("consistent");
+                Ok(())
+            } else {
+                Err(anyhow::anyhow!("the lake and the store differ (see above)"))
+            }
+        }
+    };
+    components.close().await;
+    result
 }

@@ -124,6 +124,20 @@ impl From<ServiceError> for ApiError {
                     )
                 }
             }
+            ServiceError::Overloaded(detail) => ApiError {
+                retry_after_secs: Some(1),
+                ..ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "overloaded",
+                    format!("{detail}; retry after the Retry-After delay"),
+                )
+            },
+            ServiceError::Disabled(detail) => {
+                ApiError::new(StatusCode::FORBIDDEN, "feature_disabled", detail)
+            }
+            ServiceError::TooLarge(detail) => {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "batch_too_large", detail)
+            }
             ServiceError::Internal(err) => {
                 tracing::error!(error = ?err, "internal error");
                 ApiError::new(

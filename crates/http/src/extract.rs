@@ -139,6 +139,9 @@ impl FromRequestParts<AppState> for Authenticated {
         let span = tracing::Span::current();
         span.record("tenant", principal.tenant_id.as_str());
         span.record("principal", principal.subject.as_str());
+        if let Some(slot) = parts.extensions.get::<crate::middleware::PrincipalSlot>() {
+            let _ = slot.0.set(principal.clone());
+        }
         parts.extensions.insert(principal.clone());
         Ok(Authenticated(principal))
     }

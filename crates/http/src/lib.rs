@@ -6,6 +6,7 @@
 //! Every route is registered through `utoipa_axum::routes!`, so it is in `/openapi.json` by
 //! construction (a tidy test forbids plain `.route(` calls).
 
+mod client;
 mod error;
 mod extract;
 mod metrics;
@@ -14,10 +15,11 @@ mod openapi;
 mod routes;
 mod state;
 
+pub use client::parse_trusted_proxies;
 pub use error::{ApiError, ErrorBody};
 pub use metrics::HttpMetrics;
 pub use openapi::openapi_document;
-pub use state::AppState;
+pub use state::{AppState, HttpSettings};
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderName, HeaderValue, Method};

@@ -3,6 +3,10 @@
 //! One registry per application (not a process-global one), so several apps in one test
 //! process do not share counters.
 
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+use flywheel_services::ingest::IngestService;
 use flywheel_store::Store;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -28,7 +32,13 @@ pub struct HttpMetrics {
     pool_size: Gauge,
     pool_idle: Gauge,
     pool_max: Gauge,
+    ingest_commits: Counter,
+    ingest_rows: Counter,
+    ingest_rejected_full: Counter,
+    ingest_dropped: Counter,
+    last_writer_stats: Mutex<[u64; 4]>,
     store: Store,
+    ingest: Arc<IngestService>,
 }
 
 impl std::fmt::Debug for HttpMetrics {
@@ -43,7 +53,7 @@ fn latency_histogram() -> Histogram {
 }
 
 impl HttpMetrics {
-    pub fn new(store: Store) -> HttpMetrics {
+    pub fn new(store: Store, ingest: Arc<IngestService>) -> HttpMetrics {
         let mut registry = Registry::with_prefix("flywheel");
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register(
@@ -80,6 +90,26 @@ impl HttpMetrics {
             ("backend", store.backend_name().to_owned()),
         ]);
         registry.register("build", "Flywheel build information", build);
+        let ingest_commits = Counter::default();
+        let ingest_rows = Counter::default();
+        let ingest_rejected_full = Counter::default();
+        let ingest_dropped = Counter::default();
+        registry.register(
+            "ingest_commits",
+            "Group commits of interactions",
+            ingest_commits.clone(),
+        );
+        registry.register("ingest_rows", "Interactions committed", ingest_rows.clone());
+        registry.register(
+            "ingest_queue_full",
+            "Write requests refused with 503 because the queue was full",
+            ingest_rejected_full.clone(),
+        );
+        registry.register(
+            "ingest_detached_dropped",
+            "api_call records dropped because the queue was full or the commit failed",
+            ingest_dropped.clone(),
+        );
         HttpMetrics {
             registry,
             requests,
@@ -87,7 +117,13 @@ impl HttpMetrics {
             pool_size,
             pool_idle,
             pool_max,
+            ingest_commits,
+            ingest_rows,
+            ingest_rejected_full,
+            ingest_dropped,
+            last_writer_stats: Mutex::new([0; 4]),
             store,
+            ingest,
         }
     }
 
@@ -107,6 +143,25 @@ impl HttpMetrics {
         self.pool_size.set(i64::from(stats.size));
         self.pool_idle.set(i64::from(stats.idle));
         self.pool_max.set(i64::from(stats.max));
+        let writer = self.ingest.writer().stats();
+        let now = [
+            writer.commits.load(Ordering::Relaxed),
+            writer.rows.load(Ordering::Relaxed),
+            writer.rejected_full.load(Ordering::Relaxed),
+            writer.detached_dropped.load(Ordering::Relaxed),
+        ];
+        if let Ok(mut last) = self.last_writer_stats.lock() {
+            let counters = [
+                &self.ingest_commits,
+                &self.ingest_rows,
+                &self.ingest_rejected_full,
+                &self.ingest_dropped,
+            ];
+            for ((counter, now), last) in counters.into_iter().zip(now).zip(last.iter_mut()) {
+                counter.inc_by(now.saturating_sub(*last));
+                *last = now;
+            }
+        }
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
         Ok(text)

@@ -2,21 +2,31 @@
 
 use std::time::Instant;
 
+use std::sync::{Arc, OnceLock};
+
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
 
+use flywheel_core::Principal;
+use flywheel_services::ingest::ApiCall;
+
+use crate::client::client_context;
 use crate::error::ApiError;
 use crate::state::AppState;
+
+/// Filled by the `Authenticated` extractor so that the middleware learns who called.
+#[derive(Debug, Clone, Default)]
+pub struct PrincipalSlot(pub Arc<OnceLock<Principal>>);
 
 pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Wraps every request: assigns or accepts `x-request-id`, runs the request inside a span with
 /// request id, tenant, route, status and latency, records metrics, and rewrites any error
 /// response that is not already our JSON error body (404 from the router, 405, 413 …).
-pub async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
+pub async fn observe(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let started = Instant::now();
     let request_id = req
         .headers()
@@ -31,6 +41,26 @@ pub async fn observe(State(state): State<AppState>, req: Request, next: Next) ->
         .map(|path| path.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".to_owned());
     let method = req.method().as_str().to_owned();
+    let slot = PrincipalSlot::default();
+    req.extensions_mut().insert(slot.clone());
+    let tracking = state.http.api_call_tracking.then(|| {
+        let client = client_context(req.headers(), req.extensions(), &state.http.trusted_proxies);
+        let query: serde_json::Map<String, serde_json::Value> = req
+            .uri()
+            .query()
+            .map(|query| {
+                query
+                    .split('&')
+                    .filter(|pair| !pair.is_empty())
+                    .map(|pair| {
+                        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+                        (key.to_owned(), serde_json::Value::String(value.to_owned()))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        (client, query)
+    });
 
     let span = tracing::info_span!(
         "request",
@@ -59,6 +89,19 @@ pub async fn observe(State(state): State<AppState>, req: Request, next: Next) ->
     state
         .metrics
         .observe_request(&method, &route, status.as_u16(), elapsed.as_secs_f64());
+    if let (Some((client, query)), Some(principal)) = (tracking, slot.0.get()) {
+        // An in-memory enqueue only: the response is not held for the database.
+        state.ingest.track_api_call(ApiCall {
+            principal: principal.clone(),
+            method: method.clone(),
+            route: route.clone(),
+            status: status.as_u16(),
+            latency_ms: elapsed.as_secs_f64() * 1000.0,
+            request_id: request_id.clone(),
+            query,
+            client,
+        });
+    }
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(REQUEST_ID.clone(), value);
     }

@@ -23,6 +23,7 @@ use crate::state::AppState;
     tags(
         (name = "health", description = "Liveness and readiness (no authentication)"),
         (name = "identity", description = "Tenants, API keys and the calling principal"),
+        (name = "interactions", description = "Capture interactions, link outcomes and feedback, inspect rejects"),
         (name = "observability", description = "Prometheus metrics"),
     )
 )]

@@ -2,8 +2,10 @@
 
 use std::sync::Arc;
 
+use flywheel_services::ingest::IngestService;
 use flywheel_services::IdentityService;
 use flywheel_store::Store;
+use ipnet::IpNet;
 
 use crate::metrics::HttpMetrics;
 
@@ -12,11 +14,16 @@ use crate::metrics::HttpMetrics;
 pub struct HttpSettings {
     pub max_body_bytes: usize,
     pub cors_allowed_origins: Vec<String>,
+    /// Peers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Record every authenticated request as an `api_call` interaction.
+    pub api_call_tracking: bool,
 }
 
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub identity: Arc<IdentityService>,
+    pub ingest: Arc<IngestService>,
     pub store: Store,
     pub metrics: Arc<HttpMetrics>,
     pub http: Arc<HttpSettings>,
@@ -25,18 +32,16 @@ pub struct AppState {
 impl AppState {
     pub fn new(
         identity: Arc<IdentityService>,
+        ingest: Arc<IngestService>,
         store: Store,
-        max_body_bytes: usize,
-        cors_allowed_origins: Vec<String>,
+        settings: HttpSettings,
     ) -> AppState {
         AppState {
             identity,
-            metrics: Arc::new(HttpMetrics::new(store.clone())),
+            metrics: Arc::new(HttpMetrics::new(store.clone(), ingest.clone())),
+            ingest,
             store,
-            http: Arc::new(HttpSettings {
-                max_body_bytes,
-                cors_allowed_origins,
-            }),
+            http: Arc::new(settings),
         }
     }
 }

@@ -18,6 +18,15 @@ pub enum ServiceError {
     /// A dependency (the database) cannot serve the request right now; retrying later may work.
     #[error("service unavailable: {0}")]
     Unavailable(String),
+    /// Too much work queued; the caller should retry after a short pause.
+    #[error("overloaded: {0}")]
+    Overloaded(String),
+    /// The operator switched this capability off in configuration.
+    #[error("disabled: {0}")]
+    Disabled(String),
+    /// The request is well-formed but too large to accept (e.g. a batch over the limit).
+    #[error("too large: {0}")]
+    TooLarge(String),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }

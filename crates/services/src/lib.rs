@@ -5,9 +5,13 @@
 //! Architecture invariant: nothing here knows about HTTP (no status codes, no axum types) or
 //! about a particular database; the CLI and the HTTP layer call the same functions.
 
+pub mod archive;
+pub mod enrich;
 mod error;
 pub mod identity;
+pub mod ingest;
 pub mod secrets;
+pub mod writer;
 
 pub use error::ServiceError;
 pub use identity::{

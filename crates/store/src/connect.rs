@@ -11,8 +11,8 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-use crate::identity::{PgIdentity, SqliteIdentity};
-use crate::{ApiKeyStore, StoreError, TenantStore};
+use crate::identity::{PgBackend, SqliteBackend};
+use crate::{ApiKeyStore, InteractionStore, StoreError, TenantStore};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -58,6 +58,7 @@ pub struct Store {
     migrated: Arc<AtomicBool>,
     tenants: Arc<dyn TenantStore>,
     api_keys: Arc<dyn ApiKeyStore>,
+    interactions: Arc<dyn InteractionStore>,
 }
 
 impl std::fmt::Debug for Store {
@@ -125,14 +126,19 @@ impl Store {
     }
 
     fn from_pool(pool: Pool, max_connections: u32) -> Store {
-        let (tenants, api_keys): (Arc<dyn TenantStore>, Arc<dyn ApiKeyStore>) = match &pool {
+        type Areas = (
+            Arc<dyn TenantStore>,
+            Arc<dyn ApiKeyStore>,
+            Arc<dyn InteractionStore>,
+        );
+        let (tenants, api_keys, interactions): Areas = match &pool {
             Pool::Sqlite(pool) => {
-                let identity = Arc::new(SqliteIdentity { pool: pool.clone() });
-                (identity.clone(), identity)
+                let backend = Arc::new(SqliteBackend { pool: pool.clone() });
+                (backend.clone(), backend.clone(), backend)
             }
             Pool::Postgres(pool) => {
-                let identity = Arc::new(PgIdentity { pool: pool.clone() });
-                (identity.clone(), identity)
+                let backend = Arc::new(PgBackend { pool: pool.clone() });
+                (backend.clone(), backend.clone(), backend)
             }
         };
         Store {
@@ -141,6 +147,7 @@ impl Store {
             migrated: Arc::new(AtomicBool::new(false)),
             tenants,
             api_keys,
+            interactions,
         }
     }
 
@@ -209,5 +216,9 @@ impl Store {
 
     pub fn api_keys(&self) -> Arc<dyn ApiKeyStore> {
         self.api_keys.clone()
+    }
+
+    pub fn interactions(&self) -> Arc<dyn InteractionStore> {
+        self.interactions.clone()
     }
 }

@@ -149,11 +149,11 @@ const API_KEY_COLUMNS: &str =
     "k.id, k.tenant_id, k.prefix, k.secret_hash, k.name, k.role, k.subject, \
      k.created_by, k.created_at, k.revoked_at, t.operator AS tenant_operator";
 
-pub(crate) struct SqliteIdentity {
+pub(crate) struct SqliteBackend {
     pub(crate) pool: sqlx::SqlitePool,
 }
 
-pub(crate) struct PgIdentity {
+pub(crate) struct PgBackend {
     pub(crate) pool: sqlx::PgPool,
 }
 
@@ -280,5 +280,5 @@ macro_rules! impl_identity_stores {
     };
 }
 
-impl_identity_stores!(SqliteIdentity);
-impl_identity_stores!(PgIdentity);
+impl_identity_stores!(SqliteBackend);
+impl_identity_stores!(PgBackend);

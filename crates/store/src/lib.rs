@@ -9,7 +9,11 @@
 mod connect;
 mod error;
 mod identity;
+mod interactions;
 
 pub use connect::{ConnectOptions, PoolStats, Store};
 pub use error::StoreError;
 pub use identity::{ApiKeyRecord, ApiKeyStore, NewApiKey, TenantStore};
+pub use interactions::{
+    ArchiveIndexRow, InteractionCursor, InteractionFilter, InteractionStore, RejectedInteraction,
+};

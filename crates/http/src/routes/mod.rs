@@ -2,6 +2,7 @@
 
 mod api_keys;
 mod health;
+mod interactions;
 mod me;
 mod metrics;
 mod tenants;
@@ -24,6 +25,15 @@ pub(crate) fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(tenants::create_tenant, tenants::list_tenants))
         .routes(routes!(api_keys::create_api_key, api_keys::list_api_keys))
         .routes(routes!(api_keys::revoke_api_key))
+        .routes(routes!(
+            interactions::create_interactions,
+            interactions::list_interactions
+        ))
+        .routes(routes!(interactions::list_rejected))
+        .routes(routes!(interactions::get_interaction))
+        .routes(routes!(interactions::record_outcome))
+        .routes(routes!(interactions::record_feedback))
+        .routes(routes!(interactions::record_outcome_by))
 }
 
 pub(crate) async fn fallback() -> ApiError {

@@ -1,0 +1,225 @@
+//! Group commit: one task turns many concurrent write requests into few transactions.
+//!
+//! Callers enqueue into a bounded queue and wait for their reply, so an acknowledgement still
+//! means "committed", but a burst of N requests costs a handful of fsyncs instead of N. When
+//! the queue is full the caller is told to retry (503 + `Retry-After`) instead of piling up
+//! memory.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use flywheel_core::Interaction;
+use flywheel_store::{InteractionStore, StoreError};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+use crate::ServiceError;
+
+struct WriteJob {
+    items: Vec<Interaction>,
+    reply: Option<oneshot::Sender<Result<Vec<bool>, Arc<StoreError>>>>,
+}
+
+/// Counters for `/metrics` and the benchmark.
+#[derive(Debug, Default)]
+pub struct WriterStats {
+    pub commits: AtomicU64,
+    pub rows: AtomicU64,
+    pub rejected_full: AtomicU64,
+    pub detached_dropped: AtomicU64,
+}
+
+/// The enqueueing side, cloned into every service that writes interactions.
+#[derive(Clone)]
+pub struct GroupCommitWriter {
+    sender: mpsc::Sender<WriteJob>,
+    stats: Arc<WriterStats>,
+}
+
+impl std::fmt::Debug for GroupCommitWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupCommitWriter")
+            .field("capacity", &self.sender.max_capacity())
+            .finish()
+    }
+}
+
+/// The running writer task; `shutdown` drains what was accepted and stops.
+#[derive(Debug)]
+pub struct WriterTask {
+    stop: watch::Sender<bool>,
+    join: JoinHandle<()>,
+}
+
+impl WriterTask {
+    /// Stops accepting, commits everything already queued, and waits for the task.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        if let Err(err) = self.join.await {
+            tracing::error!(error = %err, "interaction writer task failed");
+        }
+    }
+}
+
+impl GroupCommitWriter {
+    pub fn spawn(
+        store: Arc<dyn InteractionStore>,
+        queue_capacity: usize,
+        max_commit_rows: usize,
+    ) -> (GroupCommitWriter, WriterTask) {
+        let (sender, receiver) = mpsc::channel(queue_capacity.max(1));
+        let (stop, stop_rx) = watch::channel(false);
+        let stats = Arc::new(WriterStats::default());
+        let join = tokio::spawn(run_writer(
+            store,
+            receiver,
+            stop_rx,
+            max_commit_rows.max(1),
+            stats.clone(),
+        ));
+        (
+            GroupCommitWriter { sender, stats },
+            WriterTask { stop, join },
+        )
+    }
+
+    pub fn stats(&self) -> &WriterStats {
+        &self.stats
+    }
+
+    /// Writes and waits until committed. Per item: `true` new, `false` already stored.
+    pub async fn write(&self, items: Vec<Interaction>) -> Result<Vec<bool>, ServiceError> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (reply, receiver) = oneshot::channel();
+        self.sender
+            .try_send(WriteJob {
+                items,
+                reply: Some(reply),
+            })
+            .map_err(|err| {
+                self.stats.rejected_full.fetch_add(1, Ordering::Relaxed);
+                match err {
+                    mpsc::error::TrySendError::Full(_) => {
+                        ServiceError::Overloaded("the interaction write queue is full".to_owned())
+                    }
+                    mpsc::error::TrySendError::Closed(_) => {
+                        ServiceError::Unavailable("the server is shutting down".to_owned())
+                    }
+                }
+            })?;
+        match receiver.await {
+            Ok(Ok(inserted)) => Ok(inserted),
+            Ok(Err(err)) => Err(match err.as_ref() {
+                StoreError::Unavailable(_) | StoreError::NotReady => {
+                    ServiceError::Unavailable(format!("database: {err}"))
+                }
+                other => ServiceError::Internal(anyhow::anyhow!("writing interactions: {other}")),
+            }),
+            Err(_) => Err(ServiceError::Unavailable(
+                "the interaction writer stopped".to_owned(),
+            )),
+        }
+    }
+
+    /// Enqueues without waiting (API-call tracking): never blocks the caller. Returns false
+    /// (and counts a drop) when the queue is full.
+    pub fn write_detached(&self, items: Vec<Interaction>) -> bool {
+        let accepted = self
+            .sender
+            .try_send(WriteJob { items, reply: None })
+            .is_ok();
+        if !accepted {
+            self.stats.detached_dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        accepted
+    }
+}
+
+async fn run_writer(
+    store: Arc<dyn InteractionStore>,
+    mut receiver: mpsc::Receiver<WriteJob>,
+    mut stop: watch::Receiver<bool>,
+    max_commit_rows: usize,
+    stats: Arc<WriterStats>,
+) {
+    loop {
+        let received = tokio::select! {
+            job = receiver.recv() => Some(job),
+            () = stop_requested(&mut stop) => None,
+        };
+        let first = match received {
+            Some(job) => job,
+            None => {
+                // Refuse new work, then drain what was accepted.
+                receiver.close();
+                receiver.recv().await
+            }
+        };
+        let Some(first) = first else { break };
+        let mut jobs = vec![first];
+        let mut rows = jobs[0].items.len();
+        while rows < max_commit_rows {
+            match receiver.try_recv() {
+                Ok(job) => {
+                    rows += job.items.len();
+                    jobs.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        commit(store.as_ref(), jobs, &stats).await;
+    }
+}
+
+async fn commit(store: &dyn InteractionStore, jobs: Vec<WriteJob>, stats: &WriterStats) {
+    let mut lengths = Vec::with_capacity(jobs.len());
+    let mut replies = Vec::with_capacity(jobs.len());
+    let mut all = Vec::new();
+    for job in jobs {
+        lengths.push(job.items.len());
+        replies.push(job.reply);
+        all.extend(job.items);
+    }
+    let result = store.insert_interactions(&all).await;
+    match result {
+        Ok(inserted) => {
+            stats.commits.fetch_add(1, Ordering::Relaxed);
+            stats.rows.fetch_add(all.len() as u64, Ordering::Relaxed);
+            let mut offset = 0;
+            for (len, reply) in lengths.into_iter().zip(replies) {
+                let slice = inserted[offset..offset + len].to_vec();
+                offset += len;
+                if let Some(reply) = reply {
+                    let _ = reply.send(Ok(slice));
+                }
+            }
+        }
+        Err(err) => {
+            tracing::error!(error = %err, rows = all.len(), "committing interactions failed");
+            let err = Arc::new(err);
+            let mut lost_detached = 0usize;
+            for (len, reply) in lengths.into_iter().zip(replies) {
+                match reply {
+                    Some(reply) => {
+                        let _ = reply.send(Err(err.clone()));
+                    }
+                    None => lost_detached += len,
+                }
+            }
+            if lost_detached > 0 {
+                stats
+                    .detached_dropped
+                    .fetch_add(lost_detached as u64, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+async fn stop_requested(stop: &mut watch::Receiver<bool>) {
+    if stop.wait_for(|stopped| *stopped).await.is_err() {
+        // The stop sender is gone: nobody can ask us to stop, so keep serving.
+        std::future::pending::<()>().await;
+    }
+}

@@ -1,0 +1,43 @@
+-- Interactions (the operational copy), the lake archive bookkeeping, and the quarantine.
+CREATE TABLE interactions (
+    seq                    BIGSERIAL PRIMARY KEY,
+    tenant_id              TEXT NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+    interaction_id         TEXT NOT NULL,
+    interaction_type       TEXT NOT NULL,
+    user_id                TEXT NOT NULL,
+    user_type              TEXT NOT NULL,
+    session_id             TEXT,
+    conversation_id        TEXT,
+    parent_interaction_id  TEXT,
+    partner_id             TEXT,
+    timestamp_ms           BIGINT NOT NULL,
+    received_at_ms         BIGINT NOT NULL,
+    document               TEXT NOT NULL,
+    archive_batch          BIGINT,
+    CONSTRAINT interactions_tenant_interaction_key UNIQUE (tenant_id, interaction_id)
+);
+CREATE INDEX interactions_time_idx ON interactions (tenant_id, timestamp_ms, interaction_id);
+CREATE INDEX interactions_user_idx ON interactions (tenant_id, user_id, timestamp_ms);
+CREATE INDEX interactions_conversation_idx ON interactions (tenant_id, conversation_id, timestamp_ms);
+CREATE INDEX interactions_parent_idx ON interactions (tenant_id, parent_interaction_id);
+CREATE INDEX interactions_unarchived_idx ON interactions (seq) WHERE archive_batch IS NULL;
+CREATE INDEX interactions_batch_idx ON interactions (archive_batch);
+
+CREATE TABLE archive_batches (
+    id            BIGSERIAL PRIMARY KEY,
+    created_at    BIGINT NOT NULL,
+    completed_at  BIGINT,
+    n_rows        BIGINT NOT NULL DEFAULT 0,
+    files         TEXT
+);
+
+CREATE TABLE rejected_interactions (
+    id              TEXT PRIMARY KEY NOT NULL,
+    tenant_id       TEXT NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+    received_at_ms  BIGINT NOT NULL,
+    principal       TEXT NOT NULL,
+    batch_index     BIGINT,
+    reason          TEXT NOT NULL,
+    payload         TEXT NOT NULL
+);
+CREATE INDEX rejected_tenant_idx ON rejected_interactions (tenant_id, received_at_ms, id);
