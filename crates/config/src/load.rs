@@ -9,7 +9,12 @@ use figment::{Figment, Source};
 use crate::Config;
 
 /// `FLYWHEEL_…` variables that are read by other parts of Flywheel, not configuration keys.
-pub const NON_CONFIG_ENV_VARS: &[&str] = &["CONFIG", "TEST_POSTGRES_URL", "BOOTSTRAP_ADMIN_KEY"];
+pub const NON_CONFIG_ENV_VARS: &[&str] = &[
+    "CONFIG",
+    "TEST_POSTGRES_URL",
+    "BOOTSTRAP_ADMIN_KEY",
+    "TEST_CRASH_AFTER_LAKE_UPLOAD",
+];
 
 /// Values given on the command line; they win over every other layer.
 #[derive(Debug, Clone, Default)]

@@ -609,7 +609,7 @@ pub fn merge_view(interaction: Interaction, children: &[Interaction]) -> Interac
             Some(Value::Object(map)) => map.clone(),
             _ => Map::new(),
         };
-        let mut touched = merged.len() > 0;
+        let mut touched = !merged.is_empty();
         for child in children {
             if let Some(Value::Object(values)) = child.document.get(field) {
                 for (key, value) in values {

@@ -9,6 +9,8 @@
 mod conventions;
 mod helpers;
 mod identity;
+mod interactions;
+mod lake;
 mod observability;
 mod openapi;
 mod process;

@@ -16,6 +16,13 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/api-keys"),
     ("post", "/v1/api-keys"),
     ("delete", "/v1/api-keys/{id}"),
+    ("post", "/v1/interactions"),
+    ("get", "/v1/interactions"),
+    ("get", "/v1/interactions/rejected"),
+    ("get", "/v1/interactions/{id}"),
+    ("post", "/v1/interactions/{id}/outcomes"),
+    ("post", "/v1/interactions/{id}/feedback"),
+    ("post", "/v1/outcomes"),
 ];
 
 #[tokio::test]

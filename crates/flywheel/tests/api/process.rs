@@ -368,3 +368,218 @@ fn cli_manages_tenants_and_keys() {
     assert!(!ttl.status.success());
     assert!(String::from_utf8_lossy(&ttl.stderr).contains("ttl"));
 }
+
+/// Ingests continuously, kills the server with SIGKILL at a random moment, restarts it, and
+/// checks that every acknowledged interaction is in the store and in the lake exactly once.
+#[tokio::test]
+async fn kill_9_loses_no_acknowledged_interaction_and_duplicates_nothing() {
+    use rand::Rng;
+
+    let dir = tempfile::tempdir().unwrap();
+    let database = TestDatabase::create(dir.path()).await;
+    let bootstrap_key = random_api_key();
+    let configure = |command: &mut Command| {
+        command
+            .env("FLYWHEEL_BOOTSTRAP_ADMIN_KEY", &bootstrap_key)
+            .env("FLYWHEEL_DATABASE__URL", &database.url)
+            .env("FLYWHEEL_LAKE__FLUSH_INTERVAL", "100ms")
+            .env("FLYWHEEL_LAKE__FLUSH_MAX_AGE", "100ms")
+            .env("FLYWHEEL_LAKE__FLUSH_MAX_ROWS", "300");
+    };
+    let mut command = flywheel(dir.path());
+    configure(&mut command);
+    let mut server = ServerProcess::start(command);
+    let address = server.address.clone();
+
+    let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let mut clients = Vec::new();
+    for client_idx in 0..3 {
+        let acked = acked.clone();
+        let address = address.clone();
+        let key = bootstrap_key.clone();
+        clients.push(tokio::spawn(async move {
+            let client = reqwest::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .build()
+                .unwrap();
+            let deadline = Instant::now() + Duration::from_secs(8);
+            let mut seq = 0usize;
+            while Instant::now() < deadline {
+                seq += 1;
+                let body = if seq.is_multiple_of(2) {
+                    serde_json::Value::Array(
+                        (0..20)
+                            .map(|i| {
+                                crate::helpers::sample_interaction(
+                                    &format!("u{client_idx}"),
+                                    seq * 100 + i,
+                                )
+                            })
+                            .collect(),
+                    )
+                } else {
+                    crate::helpers::sample_interaction(&format!("u{client_idx}"), seq)
+                };
+                let Ok(response) = client
+                    .post(format!("{address}/v1/interactions"))
+                    .bearer_auth(&key)
+                    .json(&body)
+                    .send()
+                    .await
+                else {
+                    break; // the server is gone
+                };
+                if !response.status().is_success() {
+                    continue;
+                }
+                let Ok(json) = response.json::<serde_json::Value>().await else {
+                    break;
+                };
+                let mut ids = Vec::new();
+                if let Some(results) = json["results"].as_array() {
+                    ids.extend(
+                        results
+                            .iter()
+                            .filter_map(|r| r["interaction_id"].as_str().map(str::to_owned)),
+                    );
+                } else if let Some(id) = json["interaction_id"].as_str() {
+                    ids.push(id.to_owned());
+                }
+                acked.lock().unwrap().extend(ids);
+            }
+        }));
+    }
+    let delay = rand::thread_rng().gen_range(700..2_000);
+    tokio::time::sleep(Duration::from_millis(delay)).await;
+    server.child.kill().unwrap(); // SIGKILL: no shutdown path runs
+    server.child.wait().unwrap();
+    for client in clients {
+        client.await.unwrap();
+    }
+    let acked: Vec<String> = acked.lock().unwrap().clone();
+    assert!(
+        acked.len() > 50,
+        "the load ran before the kill ({} acknowledged)",
+        acked.len()
+    );
+
+    // Restart and stop cleanly: the archiver ships whatever was committed.
+    let mut command = flywheel(dir.path());
+    configure(&mut command);
+    let restarted = ServerProcess::start(command);
+    let (exit, output) = restarted.terminate();
+    assert!(exit.success(), "{output}");
+
+    let mut verify = flywheel(dir.path());
+    configure(&mut verify);
+    let verify = verify.args(["lake", "verify"]).output().unwrap();
+    let verify_text = String::from_utf8_lossy(&verify.stdout);
+    assert!(
+        verify.status.success(),
+        "{verify_text}{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    assert!(verify_text.contains("consistent"), "{verify_text}");
+
+    let lake = flywheel_lake::Lake::open(&flywheel_lake::LakeSettings {
+        url: dir.path().join("lake").display().to_string(),
+        s3: Default::default(),
+    })
+    .unwrap();
+    let index = lake.read_raw_index().await.unwrap();
+    let mut counts: std::collections::HashMap<&str, u32> = std::collections::HashMap::new();
+    for entry in &index {
+        *counts.entry(entry.interaction_id.as_str()).or_default() += 1;
+    }
+    for id in &acked {
+        assert_eq!(
+            counts.get(id.as_str()).copied(),
+            Some(1),
+            "acknowledged {id} must be in the lake exactly once"
+        );
+    }
+    assert!(
+        counts.values().all(|count| *count == 1),
+        "no row is in the lake twice"
+    );
+    drop(database);
+}
+
+/// The archiver dies between uploading a batch and recording it; the restart re-uploads the
+/// same batch to the same file names, so nothing is duplicated.
+#[tokio::test]
+async fn a_crash_between_upload_and_bookkeeping_duplicates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = TestDatabase::create(dir.path()).await;
+    let bootstrap_key = random_api_key();
+    let configure = |command: &mut Command| {
+        command
+            .env("FLYWHEEL_BOOTSTRAP_ADMIN_KEY", &bootstrap_key)
+            .env("FLYWHEEL_DATABASE__URL", &database.url)
+            .env("FLYWHEEL_LAKE__FLUSH_INTERVAL", "100ms")
+            .env("FLYWHEEL_LAKE__FLUSH_MAX_AGE", "1h")
+            .env("FLYWHEEL_LAKE__FLUSH_MAX_ROWS", "40");
+    };
+    let mut command = flywheel(dir.path());
+    configure(&mut command);
+    command.env("FLYWHEEL_TEST_CRASH_AFTER_LAKE_UPLOAD", "1");
+    let mut server = ServerProcess::start(command);
+    let client = reqwest::Client::new();
+    let batch: Vec<serde_json::Value> = (0..50)
+        .map(|i| crate::helpers::sample_interaction("crash", i))
+        .collect();
+    let response = client
+        .post(format!("{}/v1/interactions", server.address))
+        .bearer_auth(&bootstrap_key)
+        .json(&batch)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.unwrap();
+    let acked: Vec<String> = body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["interaction_id"].as_str().unwrap().to_owned())
+        .collect();
+    // 50 rows ≥ flush_max_rows: the archiver claims a batch of 40, uploads it and aborts.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the archiver never aborted");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(!status.success(), "the process aborted");
+    let lake_dir = dir.path().join("lake");
+    let lake = flywheel_lake::Lake::open(&flywheel_lake::LakeSettings {
+        url: lake_dir.display().to_string(),
+        s3: Default::default(),
+    })
+    .unwrap();
+    assert_eq!(
+        lake.read_raw_index().await.unwrap().len(),
+        40,
+        "the batch was uploaded before the crash"
+    );
+
+    let mut command = flywheel(dir.path());
+    configure(&mut command);
+    let (exit, output) = ServerProcess::start(command).terminate();
+    assert!(exit.success(), "{output}");
+    let index = lake.read_raw_index().await.unwrap();
+    assert_eq!(
+        index.len(),
+        50,
+        "re-uploaded batch plus the rest, nothing twice"
+    );
+    let unique: std::collections::HashSet<&str> =
+        index.iter().map(|e| e.interaction_id.as_str()).collect();
+    assert_eq!(unique.len(), 50);
+    for id in &acked {
+        assert!(unique.contains(id.as_str()));
+    }
+    drop(database);
+}
