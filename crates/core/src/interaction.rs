@@ -50,11 +50,24 @@ impl Interaction {
         tenant_id: &TenantId,
         received_at: DateTime<Utc>,
     ) -> Result<Interaction, ValidationErrors> {
-        let Value::Object(mut document) = value else {
-            return Err(ValidationErrors::single(
-                "body",
-                "an interaction must be a JSON object",
-            ));
+        Interaction::parse_or_return(value, tenant_id, received_at).map_err(|(errors, _)| errors)
+    }
+
+    /// Like [`Interaction::parse`], but a rejected value is handed back unchanged (for the
+    /// quarantine) instead of being copied up front.
+    pub fn parse_or_return(
+        value: Value,
+        tenant_id: &TenantId,
+        received_at: DateTime<Utc>,
+    ) -> Result<Interaction, (ValidationErrors, Value)> {
+        let mut document = match value {
+            Value::Object(document) => document,
+            other => {
+                return Err((
+                    ValidationErrors::single("body", "an interaction must be a JSON object"),
+                    other,
+                ))
+            }
         };
         let mut errors = ValidationErrors::new();
 
@@ -111,7 +124,9 @@ impl Interaction {
         if let Some(value) = document.get("experiments") {
             check_experiments(&mut errors, value);
         }
-        errors.into_result()?;
+        if !errors.is_empty() {
+            return Err((errors, Value::Object(document)));
+        }
 
         let (
             Some(interaction_id),
@@ -173,6 +188,43 @@ impl Interaction {
         match entry {
             Value::Object(map) => map,
             _ => unreachable!("replaced by an object above"),
+        }
+    }
+}
+
+/// An interaction read back from the store together with its document exactly as stored, so
+/// that writers of other formats (the lake) need not serialise it again.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredInteraction {
+    pub interaction: Interaction,
+    pub document_json: String,
+}
+
+/// An interaction as stored, unparsed: the indexed columns and the document as JSON text.
+/// What the archiver reads and the lake writes, without building a JSON tree per row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InteractionRecord {
+    pub tenant_id: String,
+    pub interaction_id: String,
+    pub timestamp_ms: i64,
+    pub received_at_ms: i64,
+    pub interaction_type: String,
+    pub user_id: String,
+    pub user_type: String,
+    pub document_json: String,
+}
+
+impl From<&Interaction> for InteractionRecord {
+    fn from(interaction: &Interaction) -> InteractionRecord {
+        InteractionRecord {
+            tenant_id: interaction.tenant_id.to_string(),
+            interaction_id: interaction.interaction_id.to_string(),
+            timestamp_ms: interaction.timestamp.timestamp_millis(),
+            received_at_ms: interaction.received_at.timestamp_millis(),
+            interaction_type: interaction.interaction_type.clone(),
+            user_id: interaction.user_id.clone(),
+            user_type: interaction.user_type.clone(),
+            document_json: Value::Object(interaction.document.clone()).to_string(),
         }
     }
 }

@@ -69,6 +69,31 @@ pub enum Command {
         #[command(subcommand)]
         command: LakeCommand,
     },
+    /// Measure performance against a named peer on this machine.
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Durable ingestion: batches of 100, single events, fixed-rate latency, and a plain
+    /// INSERT loop through the same driver as the peer. Prints a Markdown table.
+    Ingest {
+        /// How long each scenario runs.
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
+        duration: Duration,
+        /// Concurrent client connections for the closed-loop scenarios.
+        #[arg(long, default_value_t = 16)]
+        clients: usize,
+        /// Offered request rate for the fixed-rate latency scenario.
+        #[arg(long, default_value_t = 5000)]
+        rate: u32,
+        /// Also run against PostgreSQL (creates and drops a throwaway database there).
+        #[arg(long, value_name = "URL")]
+        postgres_url: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

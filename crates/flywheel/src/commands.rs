@@ -8,8 +8,8 @@ use secrecy::{ExposeSecret, SecretString};
 
 use crate::app::{shutdown_signal, Application, Components};
 use crate::cli::{
-    Cli, Command, ConfigCommand, InteractionsCommand, KeysCommand, LakeCommand, TenantsCommand,
-    TokenCommand,
+    BenchCommand, Cli, Command, ConfigCommand, InteractionsCommand, KeysCommand, LakeCommand,
+    TenantsCommand, TokenCommand,
 };
 use crate::telemetry;
 
@@ -26,7 +26,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         bind,
         database_url: cli.global.database_url.clone(),
     };
-    let config = Config::load(cli.global.config.as_deref(), &overrides)?;
+    let mut config = Config::load(cli.global.config.as_deref(), &overrides)?;
+    if matches!(cli.command, Command::Bench { .. }) {
+        // Per-request logs would cost more than what is being measured.
+        config.log.level = "warn".to_owned();
+    }
     telemetry::init(&config.log)?;
     match cli.command {
         Command::Serve { .. } => serve(config).await,
@@ -42,6 +46,25 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Token { command } => token(config, command).await,
         Command::Interactions { command } => interactions(config, command).await,
         Command::Lake { command } => lake(config, command).await,
+        Command::Bench {
+            command:
+                BenchCommand::Ingest {
+                    duration,
+                    clients,
+                    rate,
+                    postgres_url,
+                },
+        } => {
+            let results = crate::bench::run_ingest(&config, &crate::bench::IngestBench {
+                duration,
+                clients,
+                rate,
+                postgres_url,
+            })
+            .await?;
+            print!("{}", crate::bench::markdown(&results));
+            Ok(())
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 //! binary and by the integration tests (`spawn_app`), so both start Flywheel the same way.
 
 pub mod app;
+pub mod bench;
 pub mod cli;
 pub mod commands;
 pub mod telemetry;

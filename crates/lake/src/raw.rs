@@ -11,13 +11,16 @@ use arrow_array::builder::{
 use arrow_array::{Array, ArrayRef, RecordBatch, StringArray, TimestampMillisecondArray};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use bytes::Bytes;
-use flywheel_core::Interaction;
+use std::borrow::Cow;
+
+use flywheel_core::interaction::InteractionRecord;
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::{ArrowWriter, ProjectionMask};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::errors::ParquetError;
 use parquet::file::properties::WriterProperties;
-use serde_json::Value;
 
 pub const RAW_DATASET: &str = "raw";
 
@@ -30,121 +33,45 @@ pub struct RawIndexEntry {
     pub timestamp_ms: i64,
 }
 
-#[derive(Clone, Copy)]
-enum Kind {
-    Text,
-    Int,
-    Float,
-    Bool,
-}
-
-/// Flattened typed columns: (column, JSON path, kind).
-const TYPED: &[(&str, &[&str], Kind)] = &[
-    ("session_id", &["session_id"], Kind::Text),
-    ("conversation_id", &["conversation_id"], Kind::Text),
-    (
-        "parent_interaction_id",
-        &["parent_interaction_id"],
-        Kind::Text,
-    ),
-    (
-        "ai_total_tokens",
-        &["ai_conversation", "total_tokens"],
-        Kind::Int,
-    ),
-    ("ai_cost", &["ai_conversation", "cost"], Kind::Float),
-    (
-        "ai_duration_ms",
-        &["ai_conversation", "duration_ms"],
-        Kind::Int,
-    ),
-    (
-        "outcomes_partner_matched",
-        &["outcomes", "partner_matched"],
-        Kind::Bool,
-    ),
-    (
-        "outcomes_partner_id",
-        &["outcomes", "partner_id"],
-        Kind::Text,
-    ),
-    (
-        "outcomes_match_score",
-        &["outcomes", "match_score"],
-        Kind::Float,
-    ),
-    (
-        "outcomes_demo_booked",
-        &["outcomes", "demo_booked"],
-        Kind::Bool,
-    ),
-    (
-        "outcomes_deal_closed",
-        &["outcomes", "deal_closed"],
-        Kind::Bool,
-    ),
-    (
-        "outcomes_deal_value",
-        &["outcomes", "deal_value"],
-        Kind::Float,
-    ),
-    (
-        "outcomes_satisfaction_score",
-        &["outcomes", "satisfaction_score"],
-        Kind::Float,
-    ),
-    ("feedback_helpful", &["feedback", "helpful"], Kind::Bool),
-    ("feedback_accuracy", &["feedback", "accuracy"], Kind::Float),
-    (
-        "feedback_would_recommend",
-        &["feedback", "would_recommend"],
-        Kind::Bool,
-    ),
-    ("feedback_comments", &["feedback", "comments"], Kind::Text),
-    (
-        "metadata_app_version",
-        &["metadata", "app_version"],
-        Kind::Text,
-    ),
-    (
-        "metadata_api_version",
-        &["metadata", "api_version"],
-        Kind::Text,
-    ),
-    (
-        "metadata_environment",
-        &["metadata", "environment"],
-        Kind::Text,
-    ),
-    ("metadata_client_ip", &["metadata", "client_ip"], Kind::Text),
-    (
-        "metadata_device_type",
-        &["metadata", "device_type"],
-        Kind::Text,
-    ),
-    ("metadata_browser", &["metadata", "browser"], Kind::Text),
-    ("metadata_os", &["metadata", "os"], Kind::Text),
-    ("metadata_referrer", &["metadata", "referrer"], Kind::Text),
-    (
-        "metadata_country",
-        &["metadata", "location", "country"],
-        Kind::Text,
-    ),
-    (
-        "metadata_state",
-        &["metadata", "location", "state"],
-        Kind::Text,
-    ),
-    (
-        "metadata_city",
-        &["metadata", "location", "city"],
-        Kind::Text,
-    ),
-];
-
 fn timestamp_type() -> DataType {
     DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()))
 }
+
+/// Typed columns after the identifying ones, in schema order.
+const TEXT: DataType = DataType::Utf8;
+const COLUMNS: &[(&str, DataType)] = &[
+    ("session_id", TEXT),
+    ("conversation_id", TEXT),
+    ("parent_interaction_id", TEXT),
+    ("ai_total_tokens", DataType::Int64),
+    ("ai_cost", DataType::Float64),
+    ("ai_duration_ms", DataType::Int64),
+    ("outcomes_partner_matched", DataType::Boolean),
+    ("outcomes_partner_id", TEXT),
+    ("outcomes_match_score", DataType::Float64),
+    ("outcomes_demo_booked", DataType::Boolean),
+    ("outcomes_deal_closed", DataType::Boolean),
+    ("outcomes_deal_value", DataType::Float64),
+    ("outcomes_satisfaction_score", DataType::Float64),
+    ("feedback_helpful", DataType::Boolean),
+    ("feedback_accuracy", DataType::Float64),
+    ("feedback_would_recommend", DataType::Boolean),
+    ("feedback_comments", TEXT),
+    ("metadata_app_version", TEXT),
+    ("metadata_api_version", TEXT),
+    ("metadata_environment", TEXT),
+    ("metadata_client_ip", TEXT),
+    ("metadata_device_type", TEXT),
+    ("metadata_browser", TEXT),
+    ("metadata_os", TEXT),
+    ("metadata_referrer", TEXT),
+    ("metadata_country", TEXT),
+    ("metadata_state", TEXT),
+    ("metadata_city", TEXT),
+    ("ai_message_count", DataType::Int64),
+    ("ai_model", TEXT),
+    ("experiments", TEXT),
+];
 
 /// The schema of the `raw` dataset (partition columns `year`, `month`, `day` are in the path).
 pub fn raw_schema() -> SchemaRef {
@@ -157,45 +84,187 @@ pub fn raw_schema() -> SchemaRef {
         Field::new("user_id", DataType::Utf8, false),
         Field::new("user_type", DataType::Utf8, false),
     ];
-    for (name, _, kind) in TYPED {
-        let data_type = match kind {
-            Kind::Text => DataType::Utf8,
-            Kind::Int => DataType::Int64,
-            Kind::Float => DataType::Float64,
-            Kind::Bool => DataType::Boolean,
-        };
-        fields.push(Field::new(*name, data_type, true));
+    for (name, data_type) in COLUMNS {
+        fields.push(Field::new(*name, data_type.clone(), true));
     }
-    fields.extend([
-        Field::new("ai_message_count", DataType::Int64, true),
-        Field::new("ai_model", DataType::Utf8, true),
-        Field::new("experiments", DataType::Utf8, true),
-        Field::new("schema_version", DataType::Int32, false),
-        Field::new("document", DataType::Utf8, false),
-    ]);
+    fields.push(Field::new("schema_version", DataType::Int32, false));
+    fields.push(Field::new("document", DataType::Utf8, false));
     Arc::new(Schema::new(fields))
 }
 
-fn lookup<'a>(document: &'a serde_json::Map<String, Value>, path: &[&str]) -> Option<&'a Value> {
-    let (first, rest) = path.split_first()?;
-    let mut value = document.get(*first)?;
-    for key in rest {
-        value = value.get(*key)?;
-    }
-    (!value.is_null()).then_some(value)
+/// The typed fields of a stored document, read without building a `serde_json::Value`
+/// (strings are borrowed from the JSON text where they need no unescaping). Every field
+/// here is type-checked at ingestion, so the parse only fails on a corrupt document.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Flat<'a> {
+    #[serde(borrow)]
+    session_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    conversation_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    parent_interaction_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    ai_conversation: Option<Ai<'a>>,
+    #[serde(borrow)]
+    outcomes: Option<Outcomes<'a>>,
+    #[serde(borrow)]
+    feedback: Option<Feedback<'a>>,
+    #[serde(borrow)]
+    metadata: Option<Metadata<'a>>,
+    #[serde(borrow)]
+    experiments: Option<&'a RawValue>,
+    schema_version: Option<i32>,
 }
 
-/// Builds a record batch of the raw schema from interactions.
-pub fn to_record_batch(rows: &[&Interaction]) -> Result<RecordBatch, arrow_schema::ArrowError> {
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Ai<'a> {
+    total_tokens: Option<u64>,
+    cost: Option<f64>,
+    duration_ms: Option<u64>,
+    #[serde(borrow)]
+    messages: Option<Vec<Message<'a>>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Message<'a> {
+    #[serde(borrow)]
+    model: Option<Cow<'a, str>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Outcomes<'a> {
+    partner_matched: Option<bool>,
+    #[serde(borrow)]
+    partner_id: Option<Cow<'a, str>>,
+    match_score: Option<f64>,
+    demo_booked: Option<bool>,
+    deal_closed: Option<bool>,
+    deal_value: Option<f64>,
+    satisfaction_score: Option<f64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Feedback<'a> {
+    helpful: Option<bool>,
+    accuracy: Option<f64>,
+    would_recommend: Option<bool>,
+    #[serde(borrow)]
+    comments: Option<Cow<'a, str>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Metadata<'a> {
+    #[serde(borrow)]
+    app_version: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    api_version: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    environment: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    client_ip: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    device_type: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    browser: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    os: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    referrer: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    location: Option<Location<'a>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Location<'a> {
+    #[serde(borrow)]
+    country: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    state: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    city: Option<Cow<'a, str>>,
+}
+
+/// One value per typed column for one row.
+enum Cell<'a> {
+    Text(Option<&'a str>),
+    Int(Option<i64>),
+    Float(Option<f64>),
+    Bool(Option<bool>),
+}
+
+fn cells<'a>(flat: &'a Flat<'a>) -> Vec<Cell<'a>> {
+    let ai = flat.ai_conversation.as_ref();
+    let outcomes = flat.outcomes.as_ref();
+    let feedback = flat.feedback.as_ref();
+    let metadata = flat.metadata.as_ref();
+    let location = metadata.and_then(|m| m.location.as_ref());
+    let text = |value: Option<&'a Cow<'a, str>>| Cell::Text(value.map(|v| v.as_ref()));
+    let count = |value: Option<u64>| Cell::Int(value.map(|v| i64::try_from(v).unwrap_or(i64::MAX)));
+    let messages = ai.and_then(|a| a.messages.as_ref());
+    vec![
+        text(flat.session_id.as_ref()),
+        text(flat.conversation_id.as_ref()),
+        text(flat.parent_interaction_id.as_ref()),
+        count(ai.and_then(|a| a.total_tokens)),
+        Cell::Float(ai.and_then(|a| a.cost)),
+        count(ai.and_then(|a| a.duration_ms)),
+        Cell::Bool(outcomes.and_then(|o| o.partner_matched)),
+        text(outcomes.and_then(|o| o.partner_id.as_ref())),
+        Cell::Float(outcomes.and_then(|o| o.match_score)),
+        Cell::Bool(outcomes.and_then(|o| o.demo_booked)),
+        Cell::Bool(outcomes.and_then(|o| o.deal_closed)),
+        Cell::Float(outcomes.and_then(|o| o.deal_value)),
+        Cell::Float(outcomes.and_then(|o| o.satisfaction_score)),
+        Cell::Bool(feedback.and_then(|f| f.helpful)),
+        Cell::Float(feedback.and_then(|f| f.accuracy)),
+        Cell::Bool(feedback.and_then(|f| f.would_recommend)),
+        text(feedback.and_then(|f| f.comments.as_ref())),
+        text(metadata.and_then(|m| m.app_version.as_ref())),
+        text(metadata.and_then(|m| m.api_version.as_ref())),
+        text(metadata.and_then(|m| m.environment.as_ref())),
+        text(metadata.and_then(|m| m.client_ip.as_ref())),
+        text(metadata.and_then(|m| m.device_type.as_ref())),
+        text(metadata.and_then(|m| m.browser.as_ref())),
+        text(metadata.and_then(|m| m.os.as_ref())),
+        text(metadata.and_then(|m| m.referrer.as_ref())),
+        text(location.and_then(|l| l.country.as_ref())),
+        text(location.and_then(|l| l.state.as_ref())),
+        text(location.and_then(|l| l.city.as_ref())),
+        Cell::Int(messages.map(|m| m.len() as i64)),
+        // The model that answered: the last message naming one.
+        text(messages.and_then(|m| m.iter().rev().find_map(|msg| msg.model.as_ref()))),
+        Cell::Text(flat.experiments.map(RawValue::get)),
+    ]
+}
+
+/// Builds a record batch of the raw schema from stored interactions.
+pub fn to_record_batch(rows: &[&InteractionRecord]) -> Result<RecordBatch, arrow_schema::ArrowError> {
     let n = rows.len();
-    let text = |values: Vec<Option<String>>| -> ArrayRef {
+    let flats: Vec<Flat<'_>> = rows
+        .iter()
+        .map(|row| {
+            serde_json::from_str(&row.document_json).unwrap_or_else(|err| {
+                tracing::warn!(interaction_id = %row.interaction_id, error = %err,
+                    "stored document does not match the contract's types; typed columns left empty");
+                Flat::default()
+            })
+        })
+        .collect();
+    let text = |values: &mut dyn Iterator<Item = &str>| -> ArrayRef {
         let mut builder = StringBuilder::with_capacity(n, n * 16);
         for value in values {
-            builder.append_option(value);
+            builder.append_value(value);
         }
         Arc::new(builder.finish())
     };
-    let time = |values: Vec<i64>| -> ArrayRef {
+    let time = |values: &mut dyn Iterator<Item = i64>| -> ArrayRef {
         let mut builder = TimestampMillisecondBuilder::with_capacity(n).with_timezone("UTC");
         for value in values {
             builder.append_value(value);
@@ -203,98 +272,58 @@ pub fn to_record_batch(rows: &[&Interaction]) -> Result<RecordBatch, arrow_schem
         Arc::new(builder.finish())
     };
     let mut columns: Vec<ArrayRef> = vec![
-        text(
-            rows.iter()
-                .map(|r| Some(r.interaction_id.to_string()))
-                .collect(),
-        ),
-        text(rows.iter().map(|r| Some(r.tenant_id.to_string())).collect()),
-        time(
-            rows.iter()
-                .map(|r| r.timestamp.timestamp_millis())
-                .collect(),
-        ),
-        time(
-            rows.iter()
-                .map(|r| r.received_at.timestamp_millis())
-                .collect(),
-        ),
-        text(
-            rows.iter()
-                .map(|r| Some(r.interaction_type.clone()))
-                .collect(),
-        ),
-        text(rows.iter().map(|r| Some(r.user_id.clone())).collect()),
-        text(rows.iter().map(|r| Some(r.user_type.clone())).collect()),
+        text(&mut rows.iter().map(|r| r.interaction_id.as_str())),
+        text(&mut rows.iter().map(|r| r.tenant_id.as_str())),
+        time(&mut rows.iter().map(|r| r.timestamp_ms)),
+        time(&mut rows.iter().map(|r| r.received_at_ms)),
+        text(&mut rows.iter().map(|r| r.interaction_type.as_str())),
+        text(&mut rows.iter().map(|r| r.user_id.as_str())),
+        text(&mut rows.iter().map(|r| r.user_type.as_str())),
     ];
-    for (_, path, kind) in TYPED {
-        let values = rows.iter().map(|r| lookup(&r.document, path));
-        let column: ArrayRef = match kind {
-            Kind::Text => {
-                let mut builder = StringBuilder::with_capacity(n, n * 8);
-                for value in values {
-                    builder.append_option(value.and_then(Value::as_str));
-                }
-                Arc::new(builder.finish())
-            }
-            Kind::Int => {
+    let row_cells: Vec<Vec<Cell<'_>>> = flats.iter().map(cells).collect();
+    for (idx, (_, data_type)) in COLUMNS.iter().enumerate() {
+        let column: ArrayRef = match data_type {
+            DataType::Int64 => {
                 let mut builder = Int64Builder::with_capacity(n);
-                for value in values {
-                    builder.append_option(value.and_then(Value::as_i64));
+                for cells in &row_cells {
+                    builder.append_option(match cells[idx] { Cell::Int(v) => v, _ => None });
                 }
                 Arc::new(builder.finish())
             }
-            Kind::Float => {
+            DataType::Float64 => {
                 let mut builder = Float64Builder::with_capacity(n);
-                for value in values {
-                    builder.append_option(value.and_then(Value::as_f64));
+                for cells in &row_cells {
+                    builder.append_option(match cells[idx] { Cell::Float(v) => v, _ => None });
                 }
                 Arc::new(builder.finish())
             }
-            Kind::Bool => {
+            DataType::Boolean => {
                 let mut builder = BooleanBuilder::with_capacity(n);
-                for value in values {
-                    builder.append_option(value.and_then(Value::as_bool));
+                for cells in &row_cells {
+                    builder.append_option(match cells[idx] { Cell::Bool(v) => v, _ => None });
+                }
+                Arc::new(builder.finish())
+            }
+            _ => {
+                let mut builder = StringBuilder::with_capacity(n, n * 8);
+                for cells in &row_cells {
+                    builder.append_option(match cells[idx] { Cell::Text(v) => v, _ => None });
                 }
                 Arc::new(builder.finish())
             }
         };
         columns.push(column);
     }
-    let mut message_count = Int64Builder::with_capacity(n);
-    let mut model = StringBuilder::with_capacity(n, n * 8);
-    let mut experiments = StringBuilder::with_capacity(n, n * 16);
     let mut schema_version = Int32Builder::with_capacity(n);
-    let mut document = StringBuilder::with_capacity(n, n * 1024);
-    for row in rows {
-        let messages =
-            lookup(&row.document, &["ai_conversation", "messages"]).and_then(Value::as_array);
-        message_count.append_option(messages.map(|m| m.len() as i64));
-        // The model that answered: the last message naming one.
-        model.append_option(messages.and_then(|m| {
-            m.iter()
-                .rev()
-                .find_map(|msg| msg.get("model").and_then(Value::as_str))
-        }));
-        experiments.append_option(lookup(&row.document, &["experiments"]).map(Value::to_string));
-        schema_version.append_value(
-            row.document
-                .get("schema_version")
-                .and_then(Value::as_i64)
-                .and_then(|v| i32::try_from(v).ok())
-                .unwrap_or(1),
-        );
-        document.append_value(Value::Object(row.document.clone()).to_string());
+    for flat in &flats {
+        schema_version.append_value(flat.schema_version.unwrap_or(1));
     }
-    columns.push(Arc::new(message_count.finish()));
-    columns.push(Arc::new(model.finish()));
-    columns.push(Arc::new(experiments.finish()));
     columns.push(Arc::new(schema_version.finish()));
-    columns.push(Arc::new(document.finish()));
+    columns.push(text(&mut rows.iter().map(|r| r.document_json.as_str())));
     RecordBatch::try_new(raw_schema(), columns)
 }
 
-pub(crate) fn encode_parquet(rows: &[&Interaction]) -> Result<Bytes, ParquetError> {
+pub(crate) fn encode_parquet(rows: &[&InteractionRecord]) -> Result<Bytes, ParquetError> {
     let batch = to_record_batch(rows)?;
     let properties = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
@@ -361,9 +390,9 @@ mod tests {
 
     use super::*;
 
-    fn sample(day: u32, deal: f64) -> Interaction {
+    fn sample(day: u32, deal: f64) -> InteractionRecord {
         let received = Utc.with_ymd_and_hms(2026, 11, day, 12, 0, 0).unwrap();
-        Interaction::parse(
+        let interaction = flywheel_core::Interaction::parse(
             json!({
                 "interaction_type": "ai_concierge", "user_id": "c1", "user_type": "contractor",
                 "timestamp": format!("2026-11-{day:02}T11:00:00Z"),
@@ -375,7 +404,8 @@ mod tests {
             &TenantId::parse("acme").unwrap(),
             received,
         )
-        .unwrap()
+        .unwrap();
+        InteractionRecord::from(&interaction)
     }
 
     #[test]
@@ -412,7 +442,7 @@ mod tests {
         let bytes = encode_parquet(&[&a]).unwrap();
         let index = read_index(bytes, "f").unwrap();
         assert_eq!(index.len(), 1);
-        assert_eq!(index[0].interaction_id, a.interaction_id.to_string());
-        assert_eq!(index[0].timestamp_ms, a.timestamp.timestamp_millis());
+        assert_eq!(index[0].interaction_id, a.interaction_id);
+        assert_eq!(index[0].timestamp_ms, a.timestamp_ms);
     }
 }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use chrono::Datelike;
-use flywheel_core::Interaction;
+use flywheel_core::interaction::InteractionRecord;
 use futures::TryStreamExt;
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
@@ -167,26 +167,17 @@ impl Lake {
     pub async fn write_raw_batch(
         &self,
         batch_id: i64,
-        rows: &[Interaction],
+        rows: Vec<InteractionRecord>,
     ) -> Result<Vec<String>, LakeError> {
-        let mut by_day: std::collections::BTreeMap<(i32, u32, u32), Vec<&Interaction>> =
-            std::collections::BTreeMap::new();
-        for row in rows {
-            let day = row.timestamp;
-            by_day
-                .entry((day.year(), day.month(), day.day()))
-                .or_default()
-                .push(row);
-        }
-        let mut written = Vec::with_capacity(by_day.len());
-        for ((year, month, day), day_rows) in by_day {
-            let relative = format!(
-                "{RAW_DATASET}/year={year:04}/month={month:02}/day={day:02}/part-{batch_id:016}.parquet"
-            );
-            let bytes = raw::encode_parquet(&day_rows).map_err(|source| LakeError::Parquet {
-                path: relative.clone(),
-                source,
-            })?;
+        // Encoding is CPU work (JSON field extraction, zstd): keep it off the async workers.
+        let encoded = tokio::task::spawn_blocking(move || encode_days(batch_id, &rows))
+            .await
+            .map_err(|err| LakeError::Location {
+                url: String::new(),
+                problem: format!("encoding task failed: {err}"),
+            })??;
+        let mut written = Vec::with_capacity(encoded.len());
+        for (relative, bytes) in encoded {
             self.put(&relative, bytes).await?;
             written.push(relative);
         }
@@ -246,4 +237,30 @@ impl Lake {
         }
         Ok(entries)
     }
+}
+
+/// One Parquet file per UTC day of `timestamp`, named after the batch.
+fn encode_days(batch_id: i64, rows: &[InteractionRecord]) -> Result<Vec<(String, Bytes)>, LakeError> {
+    let mut by_day: std::collections::BTreeMap<(i32, u32, u32), Vec<&InteractionRecord>> =
+        std::collections::BTreeMap::new();
+    for row in rows {
+        let day = chrono::DateTime::from_timestamp_millis(row.timestamp_ms).unwrap_or_default();
+        by_day
+            .entry((day.year(), day.month(), day.day()))
+            .or_default()
+            .push(row);
+    }
+    by_day
+        .into_iter()
+        .map(|((year, month, day), day_rows)| {
+            let relative = format!(
+                "{RAW_DATASET}/year={year:04}/month={month:02}/day={day:02}/part-{batch_id:016}.parquet"
+            );
+            let bytes = raw::encode_parquet(&day_rows).map_err(|source| LakeError::Parquet {
+                path: relative.clone(),
+                source,
+            })?;
+            Ok((relative, bytes))
+        })
+        .collect()
 }

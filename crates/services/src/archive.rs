@@ -140,9 +140,10 @@ impl Archiver {
 
     async fn ship(&self, batch: i64, report: &mut ArchiveReport) -> Result<(), ServiceError> {
         let rows = self.store.archive_batch_rows(batch).await?;
+        let n_rows = rows.len();
         let files = self
             .lake
-            .write_raw_batch(batch, &rows)
+            .write_raw_batch(batch, rows)
             .await
             .map_err(|err| ServiceError::Unavailable(format!("lake: {err}")))?;
         if std::env::var_os(CRASH_AFTER_UPLOAD_ENV).is_some() {
@@ -157,12 +158,12 @@ impl Archiver {
             .await?;
         tracing::debug!(
             batch,
-            rows = rows.len(),
+            rows = n_rows,
             files = files.len(),
             "archived a batch"
         );
         report.batches += 1;
-        report.rows += rows.len();
+        report.rows += n_rows;
         report.files.extend(files);
         Ok(())
     }

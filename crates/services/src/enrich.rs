@@ -1,7 +1,9 @@
 //! Enrichment of interactions at ingestion: environment and version from configuration,
 //! device, browser and OS from the user agent, and the anonymised client address.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::{Mutex, OnceLock};
 
 use flywheel_config::ClientIpMode;
 use flywheel_core::Interaction;
@@ -68,24 +70,16 @@ pub fn enrich(
             }
         }
     }
-    if let Some(agent) = metadata
-        .get("user_agent")
-        .and_then(Value::as_str)
-        .map(str::to_owned)
-    {
-        if let Some(parsed) = woothee::parser::Parser::new().parse(&agent) {
-            if !metadata.contains_key("device_type") {
-                metadata.insert(
-                    "device_type".to_owned(),
-                    Value::String(device_type(parsed.category).to_owned()),
-                );
-            }
-            if parsed.name != "UNKNOWN" {
-                metadata.insert("browser".to_owned(), Value::String(parsed.name.to_owned()));
-            }
-            if parsed.os != "UNKNOWN" {
-                metadata.insert("os".to_owned(), Value::String(parsed.os.to_owned()));
-            }
+    let agent = metadata.get("user_agent").and_then(Value::as_str).map(parse_user_agent);
+    if let Some(Some(parsed)) = agent {
+        if !metadata.contains_key("device_type") {
+            metadata.insert("device_type".to_owned(), Value::String(parsed.device_type.to_owned()));
+        }
+        if let Some(browser) = parsed.browser {
+            metadata.insert("browser".to_owned(), Value::String(browser));
+        }
+        if let Some(os) = parsed.os {
+            metadata.insert("os".to_owned(), Value::String(os));
         }
     }
     let ip = metadata
@@ -102,6 +96,39 @@ pub fn enrich(
             }
         }
     }
+}
+
+#[derive(Debug, Clone)]
+struct ParsedAgent {
+    device_type: &'static str,
+    browser: Option<String>,
+    os: Option<String>,
+}
+
+/// Distinct user agents are few compared with events, so parses are memoised (bounded: the
+/// cache is emptied when it reaches `AGENT_CACHE_ENTRIES`).
+const AGENT_CACHE_ENTRIES: usize = 4096;
+
+fn parse_user_agent(agent: &str) -> Option<ParsedAgent> {
+    static CACHE: OnceLock<Mutex<HashMap<String, Option<ParsedAgent>>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
+    if let Ok(cache) = cache.lock() {
+        if let Some(hit) = cache.get(agent) {
+            return hit.clone();
+        }
+    }
+    let parsed = woothee::parser::Parser::new().parse(agent).map(|parsed| ParsedAgent {
+        device_type: device_type(parsed.category),
+        browser: (parsed.name != "UNKNOWN").then(|| parsed.name.to_owned()),
+        os: (parsed.os != "UNKNOWN").then(|| parsed.os.to_owned()),
+    });
+    if let Ok(mut cache) = cache.lock() {
+        if cache.len() >= AGENT_CACHE_ENTRIES {
+            cache.clear();
+        }
+        cache.insert(agent.to_owned(), parsed.clone());
+    }
+    parsed
 }
 
 /// Maps woothee's categories onto the contract's device types.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use base64::Engine;
 use chrono::{DateTime, Utc};
-use flywheel_core::interaction::rfc3339;
+use flywheel_core::interaction::{rfc3339, StoredInteraction};
 use flywheel_core::{FieldError, Interaction, Principal, Role, ValidationErrors};
 use flywheel_store::{InteractionCursor, InteractionFilter, InteractionStore, RejectedInteraction};
 use serde_json::{json, Map, Value};
@@ -181,13 +181,14 @@ impl IngestService {
         let mut rejected: Vec<RejectedInteraction> = Vec::new();
         let mut first_index_of: HashMap<Uuid, usize> = HashMap::new();
         for (index, value) in values.into_iter().enumerate() {
-            match self.prepare(actor, value.clone(), received_at, client) {
+            match self.prepare(actor, value, received_at, client) {
                 Ok(interaction) => {
                     if let Some(first) = first_index_of.get(&interaction.interaction_id) {
                         let errors = vec![FieldError::new(
                             "interaction_id",
                             format!("appears twice in this batch (first at index {first})"),
                         )];
+                        let value = Value::Object(interaction.document);
                         rejected.push(self.quarantine_entry(
                             actor,
                             batch.then_some(index),
@@ -201,7 +202,7 @@ impl IngestService {
                     first_index_of.insert(interaction.interaction_id, index);
                     accepted.push((index, interaction));
                 }
-                Err(errors) => {
+                Err((errors, value)) => {
                     let errors = errors.errors().to_vec();
                     rejected.push(self.quarantine_entry(
                         actor,
@@ -217,8 +218,11 @@ impl IngestService {
         if !rejected.is_empty() {
             self.store.insert_rejected(&rejected).await?;
         }
-        let (indexes, items): (Vec<usize>, Vec<Interaction>) = accepted.into_iter().unzip();
-        let ids: Vec<Uuid> = items.iter().map(|item| item.interaction_id).collect();
+        let (indexes, items): (Vec<usize>, Vec<StoredInteraction>) = accepted
+            .into_iter()
+            .map(|(index, interaction)| (index, stored(interaction)))
+            .unzip();
+        let ids: Vec<Uuid> = items.iter().map(|item| item.interaction.interaction_id).collect();
         let inserted = self.writer.write(items).await?;
         for ((index, id), new) in indexes.into_iter().zip(ids).zip(inserted) {
             outcomes[index] = Some(if new {
@@ -243,7 +247,7 @@ impl IngestService {
         mut value: Value,
         received_at: DateTime<Utc>,
         client: &ClientContext,
-    ) -> Result<Interaction, ValidationErrors> {
+    ) -> Result<Interaction, (ValidationErrors, Value)> {
         let end_user = matches!(actor.role, Role::Contractor | Role::Partner);
         if end_user {
             // A contractor's or partner's credential writes only about itself.
@@ -258,7 +262,7 @@ impl IngestService {
                 );
             }
         }
-        let mut interaction = Interaction::parse(value, &actor.tenant_id, received_at)?;
+        let mut interaction = Interaction::parse_or_return(value, &actor.tenant_id, received_at)?;
         enrich(
             &mut interaction,
             &self.settings.enrich,
@@ -559,12 +563,24 @@ impl IngestService {
         match Interaction::parse(document, &call.principal.tenant_id, received_at) {
             Ok(mut interaction) => {
                 enrich(&mut interaction, &self.settings.enrich, Some(&call.client));
-                if !self.writer.write_detached(vec![interaction]) {
+                if !self.writer.write_detached(vec![stored(interaction)]) {
                     tracing::warn!("api_call tracking dropped a record: the write queue is full");
                 }
             }
             Err(errors) => tracing::warn!(errors = %errors, "api_call record did not validate"),
         }
+    }
+}
+
+/// Serialises the document here, on the request's own task, so that the single writer task
+/// only talks to the database.
+fn stored(interaction: Interaction) -> StoredInteraction {
+    // Serialising a map with string keys and JSON values cannot fail.
+    let document_json = serde_json::to_string(&interaction.document)
+        .unwrap_or_else(|_| unreachable!("a JSON object always serialises"));
+    StoredInteraction {
+        interaction,
+        document_json,
     }
 }
 

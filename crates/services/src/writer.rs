@@ -8,7 +8,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use flywheel_core::Interaction;
+use flywheel_core::interaction::StoredInteraction;
 use flywheel_store::{InteractionStore, StoreError};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 use crate::ServiceError;
 
 struct WriteJob {
-    items: Vec<Interaction>,
+    items: Vec<StoredInteraction>,
     reply: Option<oneshot::Sender<Result<Vec<bool>, Arc<StoreError>>>>,
 }
 
@@ -88,7 +88,7 @@ impl GroupCommitWriter {
     }
 
     /// Writes and waits until committed. Per item: `true` new, `false` already stored.
-    pub async fn write(&self, items: Vec<Interaction>) -> Result<Vec<bool>, ServiceError> {
+    pub async fn write(&self, items: Vec<StoredInteraction>) -> Result<Vec<bool>, ServiceError> {
         if items.is_empty() {
             return Ok(Vec::new());
         }
@@ -125,7 +125,7 @@ impl GroupCommitWriter {
 
     /// Enqueues without waiting (API-call tracking): never blocks the caller. Returns false
     /// (and counts a drop) when the queue is full.
-    pub fn write_detached(&self, items: Vec<Interaction>) -> bool {
+    pub fn write_detached(&self, items: Vec<StoredInteraction>) -> bool {
         let accepted = self
             .sender
             .try_send(WriteJob { items, reply: None })

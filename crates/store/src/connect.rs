@@ -56,6 +56,9 @@ pub struct Store {
     pool: Pool,
     max_connections: u32,
     migrated: Arc<AtomicBool>,
+    /// The SQLite WAL checkpointer: its stop signal and task (owned here, stopped by `close`).
+    #[allow(clippy::type_complexity)]
+    checkpointer: Arc<std::sync::Mutex<Option<(tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<()>)>>>,
     tenants: Arc<dyn TenantStore>,
     api_keys: Arc<dyn ApiKeyStore>,
     interactions: Arc<dyn InteractionStore>,
@@ -84,7 +87,12 @@ impl Store {
                 // power loss, not only a process crash.
                 .synchronous(SqliteSynchronous::Full)
                 .foreign_keys(true)
-                .busy_timeout(Duration::from_secs(10));
+                .busy_timeout(Duration::from_secs(10))
+                // 64 MiB of page cache per connection keeps the indexes' hot pages in memory.
+                .pragma("cache_size", "-65536")
+                // No checkpoint inside a committing transaction: the background checkpointer
+                // copies the WAL into the database without making any commit wait for it.
+                .pragma("wal_autocheckpoint", "0");
             if let Some(parent) = Path::new(connect.get_filename()).parent() {
                 if !parent.as_os_str().is_empty() {
                     std::fs::create_dir_all(parent).map_err(|err| {
@@ -101,10 +109,13 @@ impl Store {
                 .connect_with(connect)
                 .await
                 .map_err(StoreError::Unavailable)?;
-            Ok(Store::from_pool(
-                Pool::Sqlite(pool),
-                options.max_connections,
-            ))
+            let store = Store::from_pool(Pool::Sqlite(pool.clone()), options.max_connections);
+            let (stop, stopped) = tokio::sync::watch::channel(false);
+            let task = tokio::spawn(checkpoint_wal(pool, stopped));
+            if let Ok(mut slot) = store.checkpointer.lock() {
+                *slot = Some((stop, task));
+            }
+            Ok(store)
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let mut connect = PgConnectOptions::from_str(url).map_err(StoreError::Other)?;
             if let Some(password) = &options.password {
@@ -145,6 +156,7 @@ impl Store {
             pool,
             max_connections,
             migrated: Arc::new(AtomicBool::new(false)),
+            checkpointer: Arc::new(std::sync::Mutex::new(None)),
             tenants,
             api_keys,
             interactions,
@@ -204,6 +216,11 @@ impl Store {
     /// Waits for checked-out connections to return and closes the pool. For SQLite this also
     /// checkpoints the WAL when the last connection closes.
     pub async fn close(&self) {
+        let checkpointer = self.checkpointer.lock().ok().and_then(|mut slot| slot.take());
+        if let Some((stop, task)) = checkpointer {
+            let _ = stop.send(true);
+            let _ = task.await;
+        }
         match &self.pool {
             Pool::Sqlite(pool) => pool.close().await,
             Pool::Postgres(pool) => pool.close().await,
@@ -220,5 +237,27 @@ impl Store {
 
     pub fn interactions(&self) -> Arc<dyn InteractionStore> {
         self.interactions.clone()
+    }
+}
+
+/// Every second, copies committed WAL pages into the database file (PASSIVE: never blocks a
+/// writer or reader), and truncates the WAL when the store closes. With
+/// `wal_autocheckpoint = 0` this is the only checkpointing, so commits never pay for it.
+async fn checkpoint_wal(pool: SqlitePool, mut stop: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            changed = stop.changed() => {
+                if changed.is_err() || *stop.borrow() {
+                    break;
+                }
+            }
+        }
+        if let Err(err) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
+            tracing::debug!(error = %err, "WAL checkpoint skipped");
+        }
+    }
+    if let Err(err) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&pool).await {
+        tracing::debug!(error = %err, "final WAL checkpoint skipped");
     }
 }

@@ -4,6 +4,7 @@ use std::collections::HashSet;
 
 use async_trait::async_trait;
 use chrono::{DateTime, TimeZone, Utc};
+use flywheel_core::interaction::{InteractionRecord, StoredInteraction};
 use flywheel_core::{Interaction, TenantId};
 use sqlx::FromRow;
 use uuid::Uuid;
@@ -61,8 +62,9 @@ pub struct ArchiveIndexRow {
 #[async_trait]
 pub trait InteractionStore: Send + Sync {
     /// Inserts in one transaction; returns, per item, `true` when it was new and `false` when
-    /// an interaction with that (tenant, id) existed already (nothing is changed then).
-    async fn insert_interactions(&self, items: &[Interaction]) -> Result<Vec<bool>, StoreError>;
+    /// an interaction with that (tenant, id) existed already (nothing is changed then). The
+    /// documents arrive serialised so that this (serial) step does database work only.
+    async fn insert_interactions(&self, items: &[StoredInteraction]) -> Result<Vec<bool>, StoreError>;
     async fn get_interaction(
         &self,
         tenant_id: &TenantId,
@@ -105,10 +107,12 @@ pub trait InteractionStore: Send + Sync {
         limit: u32,
     ) -> Result<Vec<RejectedInteraction>, StoreError>;
 
-    /// Rows not yet assigned to an archive batch, and the oldest one's `received_at`.
+    /// Rows not yet in an archive batch, and the oldest one's `received_at`.
     async fn unarchived_stats(&self) -> Result<(i64, Option<DateTime<Utc>>), StoreError>;
-    /// Assigns up to `max_rows` unassigned rows (oldest first) to a new batch and returns its
-    /// id, or `None` when there is nothing to archive. Once assigned, a row never changes batch.
+    /// Claims the next `max_rows` rows (by `seq`) as a new batch and returns its id, or `None`
+    /// when there is nothing to archive (or another replica claimed that range first). A batch
+    /// is a `seq` range, so a claim costs one small write whatever its size, and a row never
+    /// changes batch.
     async fn claim_archive_batch(
         &self,
         max_rows: u32,
@@ -117,7 +121,7 @@ pub trait InteractionStore: Send + Sync {
     /// Batches claimed but not completed (for example because the process died mid-upload).
     async fn pending_archive_batches(&self) -> Result<Vec<i64>, StoreError>;
     /// The rows of a batch, in insertion order.
-    async fn archive_batch_rows(&self, batch: i64) -> Result<Vec<Interaction>, StoreError>;
+    async fn archive_batch_rows(&self, batch: i64) -> Result<Vec<InteractionRecord>, StoreError>;
     async fn complete_archive_batch(
         &self,
         batch: i64,
@@ -167,7 +171,12 @@ struct IndexRow {
     tenant_id: String,
     interaction_id: String,
     timestamp_ms: i64,
-    archived: bool,
+}
+
+/// `(min_seq, max_seq)` of completed batches, sorted, for membership tests.
+fn covered(ranges: &[(i64, i64)], seq: i64) -> bool {
+    let idx = ranges.partition_point(|(min, _)| *min <= seq);
+    idx > 0 && ranges[idx - 1].1 >= seq
 }
 
 const TABLE: &str = "interactions";
@@ -191,8 +200,14 @@ fn corrupt(problem: impl std::fmt::Display) -> StoreError {
 impl TryFrom<InteractionRow> for Interaction {
     type Error = StoreError;
 
-    fn try_from(row: InteractionRow) -> Result<Interaction, StoreError> {
-        let document = match serde_json::from_str(&row.document).map_err(corrupt)? {
+    fn try_from(mut row: InteractionRow) -> Result<Interaction, StoreError> {
+        let document = std::mem::take(&mut row.document);
+        interaction_from_row(row, &document)
+    }
+}
+
+fn interaction_from_row(row: InteractionRow, document_json: &str) -> Result<Interaction, StoreError> {
+        let document = match serde_json::from_str(document_json).map_err(corrupt)? {
             serde_json::Value::Object(map) => map,
             _ => return Err(corrupt("document is not an object")),
         };
@@ -213,7 +228,6 @@ impl TryFrom<InteractionRow> for Interaction {
             partner_id: row.partner_id,
             document,
         })
-    }
 }
 
 impl TryFrom<RejectedRow> for RejectedInteraction {
@@ -239,21 +253,18 @@ const COLUMNS: &str =
 /// Rows per INSERT statement: 12 parameters each stays far below both backends' limits.
 const INSERT_CHUNK: usize = 500;
 
-pub(crate) fn serialize_document(item: &Interaction) -> Result<String, StoreError> {
-    serde_json::to_string(&item.document).map_err(|err| StoreError::Corrupt {
-        table: TABLE,
-        problem: format!("document does not serialize: {err}"),
-    })
-}
-
 macro_rules! impl_interaction_store {
-    ($store:ty, $db:ty) => {
+    ($store:ty, $db:ty, $serialize_commits:expr, $begin_write:expr) => {
         #[async_trait]
         impl InteractionStore for $store {
-            async fn insert_interactions(&self, items: &[Interaction]) -> Result<Vec<bool>, StoreError> {
-                let mut inserted_keys: HashSet<(String, String)> = HashSet::with_capacity(items.len());
-                let documents: Vec<String> = items.iter().map(serialize_document).collect::<Result<_, _>>()?;
+            async fn insert_interactions(&self, stored: &[StoredInteraction]) -> Result<Vec<bool>, StoreError> {
+                let mut inserted_keys: HashSet<(String, String)> = HashSet::with_capacity(stored.len());
+                let items: Vec<&Interaction> = stored.iter().map(|row| &row.interaction).collect();
+                let documents: Vec<&str> = stored.iter().map(|row| row.document_json.as_str()).collect();
                 let mut tx = self.pool.begin().await?;
+                if let Some(statement) = $serialize_commits {
+                    sqlx::query(statement).execute(&mut *tx).await?;
+                }
                 for (chunk, chunk_documents) in items.chunks(INSERT_CHUNK).zip(documents.chunks(INSERT_CHUNK)) {
                     let mut builder = sqlx::QueryBuilder::<$db>::new(format!("INSERT INTO interactions ({COLUMNS}) "));
                     builder.push_values(chunk.iter().zip(chunk_documents), |mut row, (item, document)| {
@@ -268,7 +279,7 @@ macro_rules! impl_interaction_store {
                             .push_bind(item.partner_id.as_deref())
                             .push_bind(item.timestamp.timestamp_millis())
                             .push_bind(item.received_at.timestamp_millis())
-                            .push_bind(document.as_str());
+                            .push_bind(*document);
                     });
                     builder.push(" ON CONFLICT (tenant_id, interaction_id) DO NOTHING RETURNING tenant_id, interaction_id");
                     let rows: Vec<(String, String)> = builder.build_query_as().fetch_all(&mut *tx).await?;
@@ -413,42 +424,59 @@ macro_rules! impl_interaction_store {
             }
 
             async fn unarchived_stats(&self) -> Result<(i64, Option<DateTime<Utc>>), StoreError> {
-                let (count, oldest): (i64, Option<i64>) = sqlx::query_as(
-                    "SELECT COUNT(*), MIN(received_at_ms) FROM interactions WHERE archive_batch IS NULL",
+                let claimed: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(max_seq), 0) FROM archive_batches")
+                    .fetch_one(&self.pool)
+                    .await?;
+                let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM interactions WHERE seq > $1")
+                    .bind(claimed)
+                    .fetch_one(&self.pool)
+                    .await?;
+                let oldest: Option<i64> = sqlx::query_scalar(
+                    "SELECT received_at_ms FROM interactions WHERE seq > $1 ORDER BY seq LIMIT 1",
                 )
-                .fetch_one(&self.pool)
+                .bind(claimed)
+                .fetch_optional(&self.pool)
                 .await?;
                 Ok((count, oldest.map(|value| millis(TABLE, value)).transpose()?))
             }
 
             async fn claim_archive_batch(&self, max_rows: u32, now: DateTime<Utc>) -> Result<Option<i64>, StoreError> {
-                let mut tx = self.pool.begin().await?;
-                let batch: i64 = sqlx::query_scalar("INSERT INTO archive_batches (created_at) VALUES ($1) RETURNING id")
-                    .bind(now.timestamp_millis())
+                // Read-then-write: take the write lock up front (SQLite would otherwise fail
+                // with SQLITE_BUSY_SNAPSHOT when a writer commits in between).
+                let mut tx = self.pool.begin_with($begin_write).await?;
+                let claimed: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(max_seq), 0) FROM archive_batches")
                     .fetch_one(&mut *tx)
                     .await?;
-                // `archive_batch IS NULL` is checked again on the outer UPDATE so that two
-                // concurrent claimers (replicas on PostgreSQL) can never take the same row.
-                let claimed = sqlx::query(
-                    "UPDATE interactions SET archive_batch = $1 WHERE archive_batch IS NULL AND seq IN \
-                     (SELECT seq FROM interactions WHERE archive_batch IS NULL ORDER BY seq LIMIT $2)",
+                let (upper, n_rows): (Option<i64>, i64) = sqlx::query_as(
+                    "SELECT MAX(seq), COUNT(*) FROM (SELECT seq FROM interactions WHERE seq > $1 ORDER BY seq LIMIT $2) next_rows",
                 )
-                .bind(batch)
+                .bind(claimed)
                 .bind(i64::from(max_rows))
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-                if claimed == 0 {
+                .fetch_one(&mut *tx)
+                .await?;
+                let Some(upper) = upper else {
                     tx.rollback().await?;
                     return Ok(None);
+                };
+                let inserted: Result<i64, StoreError> = sqlx::query_scalar(
+                    "INSERT INTO archive_batches (min_seq, max_seq, created_at, n_rows) VALUES ($1, $2, $3, $4) RETURNING id",
+                )
+                .bind(claimed + 1)
+                .bind(upper)
+                .bind(now.timestamp_millis())
+                .bind(n_rows)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(StoreError::from);
+                match inserted {
+                    Ok(batch) => {
+                        tx.commit().await?;
+                        Ok(Some(batch))
+                    }
+                    // Another archiver claimed this range first; it will ship it.
+                    Err(StoreError::Conflict { .. }) => Ok(None),
+                    Err(err) => Err(err),
                 }
-                sqlx::query("UPDATE archive_batches SET n_rows = $2 WHERE id = $1")
-                    .bind(batch)
-                    .bind(claimed as i64)
-                    .execute(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                Ok(Some(batch))
             }
 
             async fn pending_archive_batches(&self) -> Result<Vec<i64>, StoreError> {
@@ -458,14 +486,34 @@ macro_rules! impl_interaction_store {
                 Ok(ids)
             }
 
-            async fn archive_batch_rows(&self, batch: i64) -> Result<Vec<Interaction>, StoreError> {
+            async fn archive_batch_rows(&self, batch: i64) -> Result<Vec<InteractionRecord>, StoreError> {
+                let range: Option<(i64, i64)> = sqlx::query_as("SELECT min_seq, max_seq FROM archive_batches WHERE id = $1")
+                    .bind(batch)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                let Some((min_seq, max_seq)) = range else {
+                    return Ok(Vec::new());
+                };
                 let rows: Vec<InteractionRow> = sqlx::query_as(&format!(
-                    "SELECT {COLUMNS} FROM interactions WHERE archive_batch = $1 ORDER BY seq"
+                    "SELECT {COLUMNS} FROM interactions WHERE seq >= $1 AND seq <= $2 ORDER BY seq"
                 ))
-                .bind(batch)
+                .bind(min_seq)
+                .bind(max_seq)
                 .fetch_all(&self.pool)
                 .await?;
-                rows.into_iter().map(Interaction::try_from).collect()
+                Ok(rows
+                    .into_iter()
+                    .map(|row| InteractionRecord {
+                        tenant_id: row.tenant_id,
+                        interaction_id: row.interaction_id,
+                        timestamp_ms: row.timestamp_ms,
+                        received_at_ms: row.received_at_ms,
+                        interaction_type: row.interaction_type,
+                        user_id: row.user_id,
+                        user_type: row.user_type,
+                        document_json: row.document,
+                    })
+                    .collect())
             }
 
             async fn complete_archive_batch(&self, batch: i64, files: &[String], now: DateTime<Utc>) -> Result<(), StoreError> {
@@ -480,11 +528,14 @@ macro_rules! impl_interaction_store {
             }
 
             async fn archive_index(&self, after_seq: i64, limit: u32) -> Result<Vec<ArchiveIndexRow>, StoreError> {
+                let ranges: Vec<(i64, i64)> = sqlx::query_as(
+                    "SELECT min_seq, max_seq FROM archive_batches WHERE completed_at IS NOT NULL ORDER BY min_seq",
+                )
+                .fetch_all(&self.pool)
+                .await?;
                 let rows: Vec<IndexRow> = sqlx::query_as(
-                    "SELECT i.seq, i.tenant_id, i.interaction_id, i.timestamp_ms, \
-                     (b.completed_at IS NOT NULL) AS archived \
-                     FROM interactions i LEFT JOIN archive_batches b ON b.id = i.archive_batch \
-                     WHERE i.seq > $1 ORDER BY i.seq LIMIT $2",
+                    "SELECT seq, tenant_id, interaction_id, timestamp_ms FROM interactions \
+                     WHERE seq > $1 ORDER BY seq LIMIT $2",
                 )
                 .bind(after_seq)
                 .bind(i64::from(limit))
@@ -493,29 +544,47 @@ macro_rules! impl_interaction_store {
                 Ok(rows
                     .into_iter()
                     .map(|row| ArchiveIndexRow {
+                        archived: covered(&ranges, row.seq),
                         seq: row.seq,
                         tenant_id: row.tenant_id,
                         interaction_id: row.interaction_id,
                         timestamp_ms: row.timestamp_ms,
-                        archived: row.archived,
                     })
                     .collect())
             }
 
             async fn expire_archived(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
-                let deleted = sqlx::query(
-                    "DELETE FROM interactions WHERE timestamp_ms < $1 AND archive_batch IN \
-                     (SELECT id FROM archive_batches WHERE completed_at IS NOT NULL)",
+                // Everything up to the first pending batch (or the last batch) is in the lake.
+                let bound: i64 = sqlx::query_scalar(
+                    "SELECT COALESCE((SELECT MIN(min_seq) - 1 FROM archive_batches WHERE completed_at IS NULL), \
+                     (SELECT MAX(max_seq) FROM archive_batches), 0)",
                 )
-                .bind(before.timestamp_millis())
-                .execute(&self.pool)
-                .await?
-                .rows_affected();
+                .fetch_one(&self.pool)
+                .await?;
+                let deleted = sqlx::query("DELETE FROM interactions WHERE timestamp_ms < $1 AND seq <= $2")
+                    .bind(before.timestamp_millis())
+                    .bind(bound)
+                    .execute(&self.pool)
+                    .await?
+                    .rows_affected();
                 Ok(deleted)
             }
         }
     };
 }
 
-impl_interaction_store!(crate::identity::SqliteBackend, sqlx::Sqlite);
-impl_interaction_store!(crate::identity::PgBackend, sqlx::Postgres);
+// SQLite has a single writer, so commit order is `seq` order by construction.
+impl_interaction_store!(
+    crate::identity::SqliteBackend,
+    sqlx::Sqlite,
+    None::<&str>,
+    "BEGIN IMMEDIATE"
+);
+// On PostgreSQL, a transaction-scoped advisory lock taken before any `seq` is drawn makes
+// commits happen in `seq` order across every writer and replica; archive ranges rely on it.
+impl_interaction_store!(
+    crate::identity::PgBackend,
+    sqlx::Postgres,
+    Some("SELECT pg_advisory_xact_lock(7214000001)"),
+    "BEGIN"
+);

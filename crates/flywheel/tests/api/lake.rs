@@ -100,7 +100,7 @@ async fn a_batch_interrupted_after_upload_is_rewritten_not_duplicated() {
         .unwrap()
         .unwrap();
     let rows = store.archive_batch_rows(batch_id).await.unwrap();
-    let first_files = lake.write_raw_batch(batch_id, &rows).await.unwrap();
+    let first_files = lake.write_raw_batch(batch_id, rows).await.unwrap();
     // More data arrives after the claim; it must land in a later batch.
     app.post_interactions(&app.admin_key, &sample_interaction("late", 1))
         .await;

@@ -13,22 +13,25 @@ CREATE TABLE interactions (
     timestamp_ms           BIGINT NOT NULL,
     received_at_ms         BIGINT NOT NULL,
     document               TEXT NOT NULL,
-    archive_batch          BIGINT,
     CONSTRAINT interactions_tenant_interaction_key UNIQUE (tenant_id, interaction_id)
 );
 CREATE INDEX interactions_time_idx ON interactions (tenant_id, timestamp_ms, interaction_id);
 CREATE INDEX interactions_user_idx ON interactions (tenant_id, user_id, timestamp_ms);
 CREATE INDEX interactions_conversation_idx ON interactions (tenant_id, conversation_id, timestamp_ms);
 CREATE INDEX interactions_parent_idx ON interactions (tenant_id, parent_interaction_id);
-CREATE INDEX interactions_unarchived_idx ON interactions (seq) WHERE archive_batch IS NULL;
-CREATE INDEX interactions_batch_idx ON interactions (archive_batch);
 
+-- An archive batch is a range of `seq`. Commit order equals `seq` order (SQLite has one
+-- writer; on PostgreSQL every insert transaction holds an advisory lock), so a range below
+-- the highest committed `seq` never gains rows later.
 CREATE TABLE archive_batches (
     id            BIGSERIAL PRIMARY KEY,
+    min_seq       BIGINT NOT NULL,
+    max_seq       BIGINT NOT NULL,
     created_at    BIGINT NOT NULL,
     completed_at  BIGINT,
-    n_rows        BIGINT NOT NULL DEFAULT 0,
-    files         TEXT
+    n_rows        BIGINT NOT NULL,
+    files         TEXT,
+    CONSTRAINT archive_batches_min_seq_key UNIQUE (min_seq)
 );
 
 CREATE TABLE rejected_interactions (
