@@ -117,8 +117,9 @@ pub enum ClientIpMode {
 pub struct IngestConfig {
     /// Most interactions accepted in one `POST /v1/interactions` batch.
     pub max_batch_items: usize,
-    /// Write requests that may wait for the database; beyond it callers get 503 + Retry-After.
-    pub queue_capacity: usize,
+    /// Interactions that may wait for the database at once (about 1.5 KB each); beyond it
+    /// writers get 503 + Retry-After instead of the server growing its memory.
+    pub max_queued_rows: usize,
     /// Most interactions committed in one transaction (group commit).
     pub max_commit_rows: usize,
     pub client_ip: ClientIpMode,
@@ -157,7 +158,7 @@ impl Default for IngestConfig {
     fn default() -> IngestConfig {
         IngestConfig {
             max_batch_items: 1_000,
-            queue_capacity: 512,
+            max_queued_rows: 50_000,
             max_commit_rows: 10_000,
             client_ip: ClientIpMode::Truncate,
             trusted_proxies: Vec::new(),

@@ -73,9 +73,16 @@ impl Components {
             IdentityService::new(&store, &master_key, &config.auth)
                 .context("setting up authentication")?,
         );
+        if config.ingest.max_queued_rows < config.ingest.max_batch_items {
+            anyhow::bail!(
+                "ingest.max_queued_rows ({}) must be at least ingest.max_batch_items ({}), or a full batch could never be accepted",
+                config.ingest.max_queued_rows,
+                config.ingest.max_batch_items
+            );
+        }
         let (writer, writer_task) = GroupCommitWriter::spawn(
             store.interactions(),
-            config.ingest.queue_capacity,
+            config.ingest.max_queued_rows,
             config.ingest.max_commit_rows,
         );
         let ingest = Arc::new(IngestService::new(

@@ -119,6 +119,7 @@ async fn run_backend(
     let admin_key = bench_key();
     let app = Application::build(config, Some(SecretString::from(admin_key.clone()))).await?;
     let address = format!("http://{}", app.local_addr()?);
+    let archiver = app.components().archiver.clone();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until(async move {
         let _ = stopped.await;
@@ -131,14 +132,19 @@ async fn run_backend(
     let batches: Arc<Vec<Vec<u8>>> = Arc::new(
         (0..16)
             .map(|b| {
-                let items: Vec<Value> = (0..100).map(|i| sample_interaction(&format!("user-{}", i % 40), b * 100 + i)).collect();
+                let items: Vec<Value> = (0..100)
+                    .map(|i| sample_interaction(&format!("user-{}", i % 40), b * 100 + i))
+                    .collect();
                 serde_json::to_vec(&items).unwrap_or_default()
             })
             .collect(),
     );
     let singles: Arc<Vec<Vec<u8>>> = Arc::new(
         (0..64)
-            .map(|i| serde_json::to_vec(&sample_interaction(&format!("user-{}", i % 40), i)).unwrap_or_default())
+            .map(|i| {
+                serde_json::to_vec(&sample_interaction(&format!("user-{}", i % 40), i))
+                    .unwrap_or_default()
+            })
             .collect(),
     );
     let average_size = singles.iter().map(Vec::len).sum::<usize>() / singles.len().max(1);
@@ -150,12 +156,40 @@ async fn run_backend(
         key: admin_key.clone(),
     };
     let mut results = Vec::new();
-    let batch = closed_loop(&target, batches.clone(), 100, bench.clients, bench.duration, &format!("{backend} batches of 100")).await;
+    let batch = closed_loop(
+        &target,
+        batches.clone(),
+        100,
+        bench.clients,
+        bench.duration,
+        &format!("{backend} batches of 100"),
+    )
+    .await;
     results.push(batch.into_result(backend, "pipeline: batches of 100, durable ack"));
-    let single = closed_loop(&target, singles.clone(), 1, bench.clients, bench.duration, &format!("{backend} single events")).await;
+    drain(&archiver, backend).await;
+    let single = closed_loop(
+        &target,
+        singles.clone(),
+        1,
+        bench.clients,
+        bench.duration,
+        &format!("{backend} single events"),
+    )
+    .await;
     results.push(single.into_result(backend, "pipeline: single events, durable ack"));
-    let fixed = open_loop(&target, singles.clone(), bench.rate, bench.duration, &format!("{backend} {} req/s offered", bench.rate)).await;
-    results.push(fixed.into_result(backend, &format!("pipeline: single events at {} req/s offered", bench.rate)));
+    drain(&archiver, backend).await;
+    let fixed = open_loop(
+        &target,
+        singles.clone(),
+        bench.rate,
+        bench.duration,
+        &format!("{backend} {} req/s offered", bench.rate),
+    )
+    .await;
+    results.push(fixed.into_result(
+        backend,
+        &format!("pipeline: single events at {} req/s offered", bench.rate),
+    ));
 
     let _ = stop.send(());
     server.await.context("server task")??;
@@ -167,6 +201,20 @@ async fn run_backend(
     results.push(peer_loop(backend, url, &documents, 100, bench.duration).await?);
     results.push(peer_loop(backend, url, &documents, 1, bench.duration).await?);
     Ok(results)
+}
+
+/// Ships the previous scenario's backlog to the lake before the next one starts, so that each
+/// scenario pays for archiving its own data only (the archiver keeps running during it).
+async fn drain(archiver: &flywheel_services::archive::Archiver, backend: &str) {
+    let started = Instant::now();
+    match archiver.archive(true).await {
+        Ok(report) => eprintln!(
+            "{backend}: archived the {} interactions of the previous scenario in {:.1}s",
+            report.rows,
+            started.elapsed().as_secs_f64()
+        ),
+        Err(err) => eprintln!("{backend}: archiving between scenarios failed: {err}"),
+    }
 }
 
 #[derive(Clone)]
@@ -245,8 +293,13 @@ async fn closed_loop(
     let deadline = started + duration;
     let mut tasks = Vec::new();
     for client_idx in 0..clients {
-        let (target, bodies, requests, errors, latencies) =
-            (target.clone(), bodies.clone(), requests.clone(), errors.clone(), latencies.clone());
+        let (target, bodies, requests, errors, latencies) = (
+            target.clone(),
+            bodies.clone(),
+            requests.clone(),
+            errors.clone(),
+            latencies.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             let mut local = new_histogram();
             let mut idx = client_idx;
@@ -268,7 +321,10 @@ async fn closed_loop(
     while Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(200)).await;
         bar.set_position(started.elapsed().as_millis() as u64);
-        bar.set_message(format!("{} events", requests.load(Ordering::Relaxed) * events_per_request));
+        bar.set_message(format!(
+            "{} events",
+            requests.load(Ordering::Relaxed) * events_per_request
+        ));
     }
     for task in tasks {
         let _ = task.await;
@@ -290,7 +346,13 @@ async fn closed_loop(
 
 /// Requests sent on a fixed schedule whatever the responses do; latency counts from the
 /// scheduled send time, so a stall is not hidden (no coordinated omission).
-async fn open_loop(target: &Target, bodies: Arc<Vec<Vec<u8>>>, rate: u32, duration: Duration, label: &str) -> Measured {
+async fn open_loop(
+    target: &Target,
+    bodies: Arc<Vec<Vec<u8>>>,
+    rate: u32,
+    duration: Duration,
+    label: &str,
+) -> Measured {
     let bar = progress(label, duration);
     let rate = rate.max(1);
     let interval = Duration::from_secs_f64(1.0 / f64::from(rate));
@@ -304,7 +366,9 @@ async fn open_loop(target: &Target, bodies: Arc<Vec<Vec<u8>>>, rate: u32, durati
     for n in 0..total {
         let scheduled = started + interval.mul_f64(n as f64);
         tokio::time::sleep_until(scheduled.into()).await;
-        let Ok(permit) = in_flight.clone().acquire_owned().await else { break };
+        let Ok(permit) = in_flight.clone().acquire_owned().await else {
+            break;
+        };
         let (target, body, requests, errors, latencies) = (
             target.clone(),
             bodies[(n as usize) % bodies.len()].clone(),
@@ -438,7 +502,9 @@ pub fn markdown(results: &[BenchResult]) -> String {
 
 fn bench_key() -> String {
     use rand::distributions::{Alphanumeric, DistString};
-    let prefix = Alphanumeric.sample_string(&mut rand::thread_rng(), 12).to_ascii_lowercase();
+    let prefix = Alphanumeric
+        .sample_string(&mut rand::thread_rng(), 12)
+        .to_ascii_lowercase();
     let secret = Alphanumeric.sample_string(&mut rand::thread_rng(), 40);
     format!("fw_{prefix}_{secret}")
 }

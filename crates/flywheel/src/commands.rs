@@ -55,12 +55,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     postgres_url,
                 },
         } => {
-            let results = crate::bench::run_ingest(&config, &crate::bench::IngestBench {
-                duration,
-                clients,
-                rate,
-                postgres_url,
-            })
+            let results = crate::bench::run_ingest(
+                &config,
+                &crate::bench::IngestBench {
+                    duration,
+                    clients,
+                    rate,
+                    postgres_url,
+                },
+            )
             .await?;
             print!("{}", crate::bench::markdown(&results));
             Ok(())

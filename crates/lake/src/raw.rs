@@ -14,13 +14,13 @@ use bytes::Bytes;
 use std::borrow::Cow;
 
 use flywheel_core::interaction::InteractionRecord;
-use serde::Deserialize;
-use serde_json::value::RawValue;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::{ArrowWriter, ProjectionMask};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::errors::ParquetError;
 use parquet::file::properties::WriterProperties;
+use serde::Deserialize;
+use serde_json::value::RawValue;
 
 pub const RAW_DATASET: &str = "raw";
 
@@ -245,7 +245,9 @@ fn cells<'a>(flat: &'a Flat<'a>) -> Vec<Cell<'a>> {
 }
 
 /// Builds a record batch of the raw schema from stored interactions.
-pub fn to_record_batch(rows: &[&InteractionRecord]) -> Result<RecordBatch, arrow_schema::ArrowError> {
+pub fn to_record_batch(
+    rows: &[&InteractionRecord],
+) -> Result<RecordBatch, arrow_schema::ArrowError> {
     let n = rows.len();
     let flats: Vec<Flat<'_>> = rows
         .iter()
@@ -286,28 +288,40 @@ pub fn to_record_batch(rows: &[&InteractionRecord]) -> Result<RecordBatch, arrow
             DataType::Int64 => {
                 let mut builder = Int64Builder::with_capacity(n);
                 for cells in &row_cells {
-                    builder.append_option(match cells[idx] { Cell::Int(v) => v, _ => None });
+                    builder.append_option(match cells[idx] {
+                        Cell::Int(v) => v,
+                        _ => None,
+                    });
                 }
                 Arc::new(builder.finish())
             }
             DataType::Float64 => {
                 let mut builder = Float64Builder::with_capacity(n);
                 for cells in &row_cells {
-                    builder.append_option(match cells[idx] { Cell::Float(v) => v, _ => None });
+                    builder.append_option(match cells[idx] {
+                        Cell::Float(v) => v,
+                        _ => None,
+                    });
                 }
                 Arc::new(builder.finish())
             }
             DataType::Boolean => {
                 let mut builder = BooleanBuilder::with_capacity(n);
                 for cells in &row_cells {
-                    builder.append_option(match cells[idx] { Cell::Bool(v) => v, _ => None });
+                    builder.append_option(match cells[idx] {
+                        Cell::Bool(v) => v,
+                        _ => None,
+                    });
                 }
                 Arc::new(builder.finish())
             }
             _ => {
                 let mut builder = StringBuilder::with_capacity(n, n * 8);
                 for cells in &row_cells {
-                    builder.append_option(match cells[idx] { Cell::Text(v) => v, _ => None });
+                    builder.append_option(match cells[idx] {
+                        Cell::Text(v) => v,
+                        _ => None,
+                    });
                 }
                 Arc::new(builder.finish())
             }

@@ -240,7 +240,10 @@ impl Lake {
 }
 
 /// One Parquet file per UTC day of `timestamp`, named after the batch.
-fn encode_days(batch_id: i64, rows: &[InteractionRecord]) -> Result<Vec<(String, Bytes)>, LakeError> {
+fn encode_days(
+    batch_id: i64,
+    rows: &[InteractionRecord],
+) -> Result<Vec<(String, Bytes)>, LakeError> {
     let mut by_day: std::collections::BTreeMap<(i32, u32, u32), Vec<&InteractionRecord>> =
         std::collections::BTreeMap::new();
     for row in rows {

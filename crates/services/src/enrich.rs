@@ -70,10 +70,16 @@ pub fn enrich(
             }
         }
     }
-    let agent = metadata.get("user_agent").and_then(Value::as_str).map(parse_user_agent);
+    let agent = metadata
+        .get("user_agent")
+        .and_then(Value::as_str)
+        .map(parse_user_agent);
     if let Some(Some(parsed)) = agent {
         if !metadata.contains_key("device_type") {
-            metadata.insert("device_type".to_owned(), Value::String(parsed.device_type.to_owned()));
+            metadata.insert(
+                "device_type".to_owned(),
+                Value::String(parsed.device_type.to_owned()),
+            );
         }
         if let Some(browser) = parsed.browser {
             metadata.insert("browser".to_owned(), Value::String(browser));
@@ -117,11 +123,13 @@ fn parse_user_agent(agent: &str) -> Option<ParsedAgent> {
             return hit.clone();
         }
     }
-    let parsed = woothee::parser::Parser::new().parse(agent).map(|parsed| ParsedAgent {
-        device_type: device_type(parsed.category),
-        browser: (parsed.name != "UNKNOWN").then(|| parsed.name.to_owned()),
-        os: (parsed.os != "UNKNOWN").then(|| parsed.os.to_owned()),
-    });
+    let parsed = woothee::parser::Parser::new()
+        .parse(agent)
+        .map(|parsed| ParsedAgent {
+            device_type: device_type(parsed.category),
+            browser: (parsed.name != "UNKNOWN").then(|| parsed.name.to_owned()),
+            os: (parsed.os != "UNKNOWN").then(|| parsed.os.to_owned()),
+        });
     if let Ok(mut cache) = cache.lock() {
         if cache.len() >= AGENT_CACHE_ENTRIES {
             cache.clear();

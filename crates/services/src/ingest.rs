@@ -222,7 +222,10 @@ impl IngestService {
             .into_iter()
             .map(|(index, interaction)| (index, stored(interaction)))
             .unzip();
-        let ids: Vec<Uuid> = items.iter().map(|item| item.interaction.interaction_id).collect();
+        let ids: Vec<Uuid> = items
+            .iter()
+            .map(|item| item.interaction.interaction_id)
+            .collect();
         let inserted = self.writer.write(items).await?;
         for ((index, id), new) in indexes.into_iter().zip(ids).zip(inserted) {
             outcomes[index] = Some(if new {

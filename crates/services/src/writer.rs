@@ -3,14 +3,15 @@
 //! Callers enqueue into a bounded queue and wait for their reply, so an acknowledgement still
 //! means "committed", but a burst of N requests costs a handful of fsyncs instead of N. When
 //! the queue is full the caller is told to retry (503 + `Retry-After`) instead of piling up
-//! memory.
+//! memory. The bound counts rows, not requests, so that one large batch and many single events
+//! are held to the same memory budget.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use flywheel_core::interaction::StoredInteraction;
 use flywheel_store::{InteractionStore, StoreError};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore, TryAcquireError};
 use tokio::task::JoinHandle;
 
 use crate::ServiceError;
@@ -18,6 +19,8 @@ use crate::ServiceError;
 struct WriteJob {
     items: Vec<StoredInteraction>,
     reply: Option<oneshot::Sender<Result<Vec<bool>, Arc<StoreError>>>>,
+    /// One permit per row, returned when the job is committed (or fails).
+    _permits: OwnedSemaphorePermit,
 }
 
 /// Counters for `/metrics` and the benchmark.
@@ -32,14 +35,17 @@ pub struct WriterStats {
 /// The enqueueing side, cloned into every service that writes interactions.
 #[derive(Clone)]
 pub struct GroupCommitWriter {
-    sender: mpsc::Sender<WriteJob>,
+    sender: mpsc::UnboundedSender<WriteJob>,
+    /// Bounds the rows waiting for the database; the channel itself is unbounded.
+    queued_rows: Arc<Semaphore>,
+    max_queued_rows: usize,
     stats: Arc<WriterStats>,
 }
 
 impl std::fmt::Debug for GroupCommitWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GroupCommitWriter")
-            .field("capacity", &self.sender.max_capacity())
+            .field("max_queued_rows", &self.max_queued_rows)
             .finish()
     }
 }
@@ -64,10 +70,11 @@ impl WriterTask {
 impl GroupCommitWriter {
     pub fn spawn(
         store: Arc<dyn InteractionStore>,
-        queue_capacity: usize,
+        max_queued_rows: usize,
         max_commit_rows: usize,
     ) -> (GroupCommitWriter, WriterTask) {
-        let (sender, receiver) = mpsc::channel(queue_capacity.max(1));
+        let (sender, receiver) = mpsc::unbounded_channel();
+        let max_queued_rows = max_queued_rows.clamp(1, Semaphore::MAX_PERMITS);
         let (stop, stop_rx) = watch::channel(false);
         let stats = Arc::new(WriterStats::default());
         let join = tokio::spawn(run_writer(
@@ -78,7 +85,12 @@ impl GroupCommitWriter {
             stats.clone(),
         ));
         (
-            GroupCommitWriter { sender, stats },
+            GroupCommitWriter {
+                sender,
+                queued_rows: Arc::new(Semaphore::new(max_queued_rows)),
+                max_queued_rows,
+                stats,
+            },
             WriterTask { stop, join },
         )
     }
@@ -92,23 +104,18 @@ impl GroupCommitWriter {
         if items.is_empty() {
             return Ok(Vec::new());
         }
+        let permits = self.reserve(items.len()).map_err(|err| {
+            self.stats.rejected_full.fetch_add(1, Ordering::Relaxed);
+            err
+        })?;
         let (reply, receiver) = oneshot::channel();
         self.sender
-            .try_send(WriteJob {
+            .send(WriteJob {
                 items,
                 reply: Some(reply),
+                _permits: permits,
             })
-            .map_err(|err| {
-                self.stats.rejected_full.fetch_add(1, Ordering::Relaxed);
-                match err {
-                    mpsc::error::TrySendError::Full(_) => {
-                        ServiceError::Overloaded("the interaction write queue is full".to_owned())
-                    }
-                    mpsc::error::TrySendError::Closed(_) => {
-                        ServiceError::Unavailable("the server is shutting down".to_owned())
-                    }
-                }
-            })?;
+            .map_err(|_| ServiceError::Unavailable("the server is shutting down".to_owned()))?;
         match receiver.await {
             Ok(Ok(inserted)) => Ok(inserted),
             Ok(Err(err)) => Err(match err.as_ref() {
@@ -123,13 +130,36 @@ impl GroupCommitWriter {
         }
     }
 
+    fn reserve(&self, rows: usize) -> Result<OwnedSemaphorePermit, ServiceError> {
+        let wanted = u32::try_from(rows).unwrap_or(u32::MAX);
+        self.queued_rows
+            .clone()
+            .try_acquire_many_owned(wanted)
+            .map_err(|err| match err {
+                TryAcquireError::NoPermits => ServiceError::Overloaded(format!(
+                    "{} interactions are already waiting for the database (ingest.max_queued_rows)",
+                    self.max_queued_rows
+                )),
+                TryAcquireError::Closed => {
+                    ServiceError::Unavailable("the server is shutting down".to_owned())
+                }
+            })
+    }
+
     /// Enqueues without waiting (API-call tracking): never blocks the caller. Returns false
     /// (and counts a drop) when the queue is full.
     pub fn write_detached(&self, items: Vec<StoredInteraction>) -> bool {
-        let accepted = self
-            .sender
-            .try_send(WriteJob { items, reply: None })
-            .is_ok();
+        let accepted = match self.reserve(items.len()) {
+            Ok(permits) => self
+                .sender
+                .send(WriteJob {
+                    items,
+                    reply: None,
+                    _permits: permits,
+                })
+                .is_ok(),
+            Err(_) => false,
+        };
         if !accepted {
             self.stats.detached_dropped.fetch_add(1, Ordering::Relaxed);
         }
@@ -139,7 +169,7 @@ impl GroupCommitWriter {
 
 async fn run_writer(
     store: Arc<dyn InteractionStore>,
-    mut receiver: mpsc::Receiver<WriteJob>,
+    mut receiver: mpsc::UnboundedReceiver<WriteJob>,
     mut stop: watch::Receiver<bool>,
     max_commit_rows: usize,
     stats: Arc<WriterStats>,
@@ -177,12 +207,16 @@ async fn commit(store: &dyn InteractionStore, jobs: Vec<WriteJob>, stats: &Write
     let mut lengths = Vec::with_capacity(jobs.len());
     let mut replies = Vec::with_capacity(jobs.len());
     let mut all = Vec::new();
+    let mut permits = Vec::with_capacity(jobs.len());
     for job in jobs {
         lengths.push(job.items.len());
         replies.push(job.reply);
         all.extend(job.items);
+        permits.push(job._permits);
     }
     let result = store.insert_interactions(&all).await;
+    // The rows are no longer waiting: let new writers in before answering these.
+    drop(permits);
     match result {
         Ok(inserted) => {
             stats.commits.fetch_add(1, Ordering::Relaxed);

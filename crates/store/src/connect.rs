@@ -58,7 +58,14 @@ pub struct Store {
     migrated: Arc<AtomicBool>,
     /// The SQLite WAL checkpointer: its stop signal and task (owned here, stopped by `close`).
     #[allow(clippy::type_complexity)]
-    checkpointer: Arc<std::sync::Mutex<Option<(tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<()>)>>>,
+    checkpointer: Arc<
+        std::sync::Mutex<
+            Option<(
+                tokio::sync::watch::Sender<bool>,
+                tokio::task::JoinHandle<()>,
+            )>,
+        >,
+    >,
     tenants: Arc<dyn TenantStore>,
     api_keys: Arc<dyn ApiKeyStore>,
     interactions: Arc<dyn InteractionStore>,
@@ -90,6 +97,8 @@ impl Store {
                 .busy_timeout(Duration::from_secs(10))
                 // 64 MiB of page cache per connection keeps the indexes' hot pages in memory.
                 .pragma("cache_size", "-65536")
+                // Read pages through a memory map instead of read(2) copies.
+                .pragma("mmap_size", "1073741824")
                 // No checkpoint inside a committing transaction: the background checkpointer
                 // copies the WAL into the database without making any commit wait for it.
                 .pragma("wal_autocheckpoint", "0");
@@ -216,7 +225,11 @@ impl Store {
     /// Waits for checked-out connections to return and closes the pool. For SQLite this also
     /// checkpoints the WAL when the last connection closes.
     pub async fn close(&self) {
-        let checkpointer = self.checkpointer.lock().ok().and_then(|mut slot| slot.take());
+        let checkpointer = self
+            .checkpointer
+            .lock()
+            .ok()
+            .and_then(|mut slot| slot.take());
         if let Some((stop, task)) = checkpointer {
             let _ = stop.send(true);
             let _ = task.await;
@@ -253,11 +266,17 @@ async fn checkpoint_wal(pool: SqlitePool, mut stop: tokio::sync::watch::Receiver
                 }
             }
         }
-        if let Err(err) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
+        if let Err(err) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&pool)
+            .await
+        {
             tracing::debug!(error = %err, "WAL checkpoint skipped");
         }
     }
-    if let Err(err) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&pool).await {
+    if let Err(err) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+        .execute(&pool)
+        .await
+    {
         tracing::debug!(error = %err, "final WAL checkpoint skipped");
     }
 }

@@ -64,7 +64,10 @@ pub trait InteractionStore: Send + Sync {
     /// Inserts in one transaction; returns, per item, `true` when it was new and `false` when
     /// an interaction with that (tenant, id) existed already (nothing is changed then). The
     /// documents arrive serialised so that this (serial) step does database work only.
-    async fn insert_interactions(&self, items: &[StoredInteraction]) -> Result<Vec<bool>, StoreError>;
+    async fn insert_interactions(
+        &self,
+        items: &[StoredInteraction],
+    ) -> Result<Vec<bool>, StoreError>;
     async fn get_interaction(
         &self,
         tenant_id: &TenantId,
@@ -206,28 +209,31 @@ impl TryFrom<InteractionRow> for Interaction {
     }
 }
 
-fn interaction_from_row(row: InteractionRow, document_json: &str) -> Result<Interaction, StoreError> {
-        let document = match serde_json::from_str(document_json).map_err(corrupt)? {
-            serde_json::Value::Object(map) => map,
-            _ => return Err(corrupt("document is not an object")),
-        };
-        Ok(Interaction {
-            tenant_id: TenantId::parse(&row.tenant_id).map_err(corrupt)?,
-            interaction_id: Uuid::parse_str(&row.interaction_id).map_err(corrupt)?,
-            timestamp: millis(TABLE, row.timestamp_ms)?,
-            received_at: millis(TABLE, row.received_at_ms)?,
-            interaction_type: row.interaction_type,
-            user_id: row.user_id,
-            user_type: row.user_type,
-            session_id: row.session_id,
-            conversation_id: row.conversation_id,
-            parent_interaction_id: row
-                .parent_interaction_id
-                .map(|raw| Uuid::parse_str(&raw).map_err(corrupt))
-                .transpose()?,
-            partner_id: row.partner_id,
-            document,
-        })
+fn interaction_from_row(
+    row: InteractionRow,
+    document_json: &str,
+) -> Result<Interaction, StoreError> {
+    let document = match serde_json::from_str(document_json).map_err(corrupt)? {
+        serde_json::Value::Object(map) => map,
+        _ => return Err(corrupt("document is not an object")),
+    };
+    Ok(Interaction {
+        tenant_id: TenantId::parse(&row.tenant_id).map_err(corrupt)?,
+        interaction_id: Uuid::parse_str(&row.interaction_id).map_err(corrupt)?,
+        timestamp: millis(TABLE, row.timestamp_ms)?,
+        received_at: millis(TABLE, row.received_at_ms)?,
+        interaction_type: row.interaction_type,
+        user_id: row.user_id,
+        user_type: row.user_type,
+        session_id: row.session_id,
+        conversation_id: row.conversation_id,
+        parent_interaction_id: row
+            .parent_interaction_id
+            .map(|raw| Uuid::parse_str(&raw).map_err(corrupt))
+            .transpose()?,
+        partner_id: row.partner_id,
+        document,
+    })
 }
 
 impl TryFrom<RejectedRow> for RejectedInteraction {

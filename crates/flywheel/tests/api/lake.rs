@@ -297,7 +297,8 @@ async fn the_lake_works_on_s3() {
 #[tokio::test]
 async fn a_slow_store_gets_503_with_retry_after_not_unbounded_queues() {
     let app = spawn_app_with(|config| {
-        config.ingest.queue_capacity = 1;
+        config.ingest.max_queued_rows = 2;
+        config.ingest.max_batch_items = 2;
         config.ingest.max_commit_rows = 1;
     })
     .await;

@@ -208,16 +208,17 @@ pub async fn create_interactions(
             )
         })?;
     // A plain parse: a `Value` cannot fail on shape, so field-path tracking would only cost.
-    let value: Value = match serde_json::from_slice(&bytes).map_err(|err| crate::extract::json_error(".", &err)) {
-        Ok(value) => value,
-        Err(err) => {
-            state
-                .ingest
-                .quarantine_body(&principal, &bytes, &err.message)
-                .await?;
-            return Err(err);
-        }
-    };
+    let value: Value =
+        match serde_json::from_slice(&bytes).map_err(|err| crate::extract::json_error(".", &err)) {
+            Ok(value) => value,
+            Err(err) => {
+                state
+                    .ingest
+                    .quarantine_body(&principal, &bytes, &err.message)
+                    .await?;
+                return Err(err);
+            }
+        };
     let submission = match value {
         Value::Array(items) => Submission::Batch(items),
         other => Submission::One(other),

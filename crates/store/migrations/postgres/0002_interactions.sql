@@ -18,7 +18,9 @@ CREATE TABLE interactions (
 CREATE INDEX interactions_time_idx ON interactions (tenant_id, timestamp_ms, interaction_id);
 CREATE INDEX interactions_user_idx ON interactions (tenant_id, user_id, timestamp_ms);
 CREATE INDEX interactions_conversation_idx ON interactions (tenant_id, conversation_id, timestamp_ms);
-CREATE INDEX interactions_parent_idx ON interactions (tenant_id, parent_interaction_id);
+-- Partial: most interactions have no parent, so they cost this index nothing.
+CREATE INDEX interactions_parent_idx ON interactions (tenant_id, parent_interaction_id)
+    WHERE parent_interaction_id IS NOT NULL;
 
 -- An archive batch is a range of `seq`. Commit order equals `seq` order (SQLite has one
 -- writer; on PostgreSQL every insert transaction holds an advisory lock), so a range below
