@@ -104,9 +104,8 @@ impl GroupCommitWriter {
         if items.is_empty() {
             return Ok(Vec::new());
         }
-        let permits = self.reserve(items.len()).map_err(|err| {
+        let permits = self.reserve(items.len()).inspect_err(|_| {
             self.stats.rejected_full.fetch_add(1, Ordering::Relaxed);
-            err
         })?;
         let (reply, receiver) = oneshot::channel();
         self.sender
