@@ -235,7 +235,7 @@ struct Measured {
 impl Measured {
     fn into_result(self, backend: &'static str, scenario: &str) -> BenchResult {
         let secs = self.elapsed.as_secs_f64().max(1e-9);
-        let has = self.latencies.len() > 0;
+        let has = !self.latencies.is_empty();
         BenchResult {
             backend,
             scenario: scenario.to_owned(),
