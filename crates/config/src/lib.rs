@@ -83,6 +83,14 @@ pub struct LakeConfig {
     /// How often the archiver checks.
     #[serde(with = "humantime_serde_compat")]
     pub flush_interval: Duration,
+    /// How often `serve` rewrites `processed/outcomes/` when new data arrived (0s: never).
+    #[serde(with = "humantime_serde_compat")]
+    pub derive_interval: Duration,
+    /// How often `serve` compacts small files (0s: never; `flywheel lake compact` any time).
+    #[serde(with = "humantime_serde_compat")]
+    pub compact_interval: Duration,
+    /// Size compaction aims for per output file.
+    pub compact_target_bytes: u64,
     pub s3: S3Config,
 }
 
@@ -149,6 +157,9 @@ impl Default for LakeConfig {
             flush_max_rows: 50_000,
             flush_max_age: Duration::from_secs(30),
             flush_interval: Duration::from_secs(5),
+            derive_interval: Duration::from_secs(15 * 60),
+            compact_interval: Duration::from_secs(3600),
+            compact_target_bytes: 128 * 1024 * 1024,
             s3: S3Config::default(),
         }
     }

@@ -124,6 +124,9 @@ impl Components {
                 flush_max_age: config.lake.flush_max_age,
                 flush_interval: config.lake.flush_interval,
                 retention_days: config.retention.operational_days,
+                derive_interval: config.lake.derive_interval,
+                compact_interval: config.lake.compact_interval,
+                compact_target_bytes: config.lake.compact_target_bytes,
             },
         );
         Ok(Components {

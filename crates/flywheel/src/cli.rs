@@ -116,6 +116,10 @@ pub enum LakeCommand {
     Flush,
     /// Compare the store and the lake (counts and ids per day); exit 1 on a difference.
     Verify,
+    /// Merge small files per partition into large ones, atomically for readers.
+    Compact,
+    /// Rewrite the derived datasets (processed/outcomes: the latest outcome per interaction).
+    Derive,
 }
 
 #[derive(Debug, Subcommand)]

@@ -291,6 +291,42 @@ async fn lake(config: Config, command: LakeCommand) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        LakeCommand::Compact => {
+            let horizon = components
+                .store
+                .interactions()
+                .completed_batch_horizon()
+                .await?;
+            eprintln!(
+                "compacting {} (batches up to {horizon})",
+                components.archiver.lake().url()
+            );
+            let report = components
+                .archiver
+                .compact(|partition| eprintln!("  merging files in {partition}"))
+                .await?;
+            println!(
+                "merged {} files into {} across {} partitions ({} rows); removed {} leftover files",
+                report.files_in,
+                report.files_out,
+                report.partitions,
+                report.rows,
+                report.leftovers_deleted
+            );
+            Ok(())
+        }
+        LakeCommand::Derive => {
+            eprintln!(
+                "reading the raw dataset in {}",
+                components.archiver.lake().url()
+            );
+            let report = components.archiver.derive().await?;
+            println!(
+                "wrote {} ({} interactions with outcomes, from {} raw rows)",
+                report.path, report.outcomes_written, report.rows_read
+            );
+            Ok(())
+        }
         LakeCommand::Verify => {
             eprintln!("reading the lake at {}", components.archiver.lake().url());
             let report = flywheel_services::archive::verify(

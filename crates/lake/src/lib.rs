@@ -9,8 +9,12 @@
 //! Architecture invariant: this crate knows files and schemas, not the operational store; the
 //! archiver in `flywheel-services` decides what to write and when.
 
+mod compact;
+mod processed;
 mod raw;
 mod store;
 
+pub use compact::{apply_coverage, batch_range, CompactReport};
+pub use processed::{DeriveReport, OUTCOMES_PATH};
 pub use raw::{raw_schema, RawIndexEntry, RAW_DATASET};
 pub use store::{Lake, LakeError, LakeFile, LakeSettings, S3Settings};

@@ -337,12 +337,17 @@ pub fn to_record_batch(
     RecordBatch::try_new(raw_schema(), columns)
 }
 
-pub(crate) fn encode_parquet(rows: &[&InteractionRecord]) -> Result<Bytes, ParquetError> {
-    let batch = to_record_batch(rows)?;
-    let properties = WriterProperties::builder()
+/// How every lake file is written: zstd level 3.
+pub(crate) fn writer_properties() -> Result<WriterProperties, ParquetError> {
+    Ok(WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
         .set_created_by("flywheel".to_owned())
-        .build();
+        .build())
+}
+
+pub(crate) fn encode_parquet(rows: &[&InteractionRecord]) -> Result<Bytes, ParquetError> {
+    let batch = to_record_batch(rows)?;
+    let properties = writer_properties()?;
     let mut buffer = Vec::with_capacity(rows.len() * 512);
     let mut writer = ArrowWriter::try_new(&mut buffer, batch.schema(), Some(properties))?;
     writer.write(&batch)?;

@@ -224,10 +224,7 @@ impl Lake {
     /// (tenant, id, timestamp) of every row in the raw dataset's Parquet files.
     pub async fn read_raw_index(&self) -> Result<Vec<RawIndexEntry>, LakeError> {
         let mut entries = Vec::new();
-        for file in self.list(RAW_DATASET).await? {
-            if !file.path.ends_with(".parquet") {
-                continue;
-            }
+        for file in self.current_raw_files().await? {
             let bytes = self.get(&file.path).await?;
             let rows = raw::read_index(bytes, &file.path).map_err(|source| LakeError::Parquet {
                 path: file.path.clone(),

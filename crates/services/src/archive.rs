@@ -28,6 +28,11 @@ pub struct ArchiveSettings {
     pub flush_max_age: Duration,
     pub flush_interval: Duration,
     pub retention_days: u32,
+    /// Zero disables the periodic derivation of `processed/outcomes/`.
+    pub derive_interval: Duration,
+    /// Zero disables periodic compaction.
+    pub compact_interval: Duration,
+    pub compact_target_bytes: u64,
 }
 
 /// What one archiving pass did.
@@ -74,13 +79,51 @@ impl Archiver {
     /// Runs until `stop` turns true, then archives what is left (bounded by `final_flush`).
     pub async fn run(self, mut stop: watch::Receiver<bool>, final_flush: Duration) {
         let mut last_expiry = std::time::Instant::now();
+        let mut last_derive = std::time::Instant::now();
+        let mut last_compact = std::time::Instant::now();
+        let mut archived_since_derive = false;
         loop {
             tokio::select! {
                 () = tokio::time::sleep(self.settings.flush_interval) => {}
                 _ = stop.wait_for(|stopped| *stopped) => break,
             }
-            if let Err(err) = self.archive(false).await {
-                tracing::warn!(error = %err, "archiving to the lake failed; will retry");
+            match self.archive(false).await {
+                Ok(report) => archived_since_derive |= report.rows > 0,
+                Err(err) => {
+                    tracing::warn!(error = %err, "archiving to the lake failed; will retry")
+                }
+            }
+            let due = |last: std::time::Instant, every: Duration| {
+                !every.is_zero() && last.elapsed() >= every
+            };
+            if archived_since_derive && due(last_derive, self.settings.derive_interval) {
+                last_derive = std::time::Instant::now();
+                match self.lake.derive_outcomes().await {
+                    Ok(report) => {
+                        archived_since_derive = false;
+                        tracing::info!(
+                            outcomes = report.outcomes_written,
+                            "derived processed/outcomes"
+                        );
+                    }
+                    Err(err) => {
+                        tracing::warn!(error = %err, "deriving processed/outcomes failed; will retry")
+                    }
+                }
+            }
+            if due(last_compact, self.settings.compact_interval) {
+                last_compact = std::time::Instant::now();
+                match self.compact(|_| {}).await {
+                    Ok(report) if report.files_in > 0 => tracing::info!(
+                        files_in = report.files_in,
+                        files_out = report.files_out,
+                        "compacted the lake"
+                    ),
+                    Ok(_) => {}
+                    Err(err) => {
+                        tracing::warn!(error = %err, "compacting the lake failed; will retry")
+                    }
+                }
             }
             if self.settings.retention_days > 0 && last_expiry.elapsed() > Duration::from_secs(3600)
             {
@@ -166,6 +209,27 @@ impl Archiver {
         report.rows += n_rows;
         report.files.extend(files);
         Ok(())
+    }
+
+    /// Merges small raw files of completed batches (see `flywheel_lake` on why readers never
+    /// see a partition twice or half).
+    pub async fn compact(
+        &self,
+        progress: impl FnMut(&str),
+    ) -> Result<flywheel_lake::CompactReport, ServiceError> {
+        let horizon = self.store.completed_batch_horizon().await?;
+        self.lake
+            .compact_raw(horizon, self.settings.compact_target_bytes, progress)
+            .await
+            .map_err(|err| ServiceError::Unavailable(format!("lake: {err}")))
+    }
+
+    /// Rewrites `processed/outcomes/` from the raw dataset.
+    pub async fn derive(&self) -> Result<flywheel_lake::DeriveReport, ServiceError> {
+        self.lake
+            .derive_outcomes()
+            .await
+            .map_err(|err| ServiceError::Unavailable(format!("lake: {err}")))
     }
 
     /// Deletes operational copies older than the retention once they are in the lake.

@@ -121,6 +121,9 @@ pub trait InteractionStore: Send + Sync {
         max_rows: u32,
         now: DateTime<Utc>,
     ) -> Result<Option<i64>, StoreError>;
+    /// The highest batch id below which every batch is complete (0 when there is none):
+    /// files of batches up to it are final and may be compacted.
+    async fn completed_batch_horizon(&self) -> Result<i64, StoreError>;
     /// Batches claimed but not completed (for example because the process died mid-upload).
     async fn pending_archive_batches(&self) -> Result<Vec<i64>, StoreError>;
     /// The rows of a batch, in insertion order.
@@ -483,6 +486,16 @@ macro_rules! impl_interaction_store {
                     Err(StoreError::Conflict { .. }) => Ok(None),
                     Err(err) => Err(err),
                 }
+            }
+
+            async fn completed_batch_horizon(&self) -> Result<i64, StoreError> {
+                let horizon: i64 = sqlx::query_scalar(
+                    "SELECT COALESCE((SELECT MIN(id) - 1 FROM archive_batches WHERE completed_at IS NULL), \
+                     (SELECT MAX(id) FROM archive_batches), 0)",
+                )
+                .fetch_one(&self.pool)
+                .await?;
+                Ok(horizon)
             }
 
             async fn pending_archive_batches(&self) -> Result<Vec<i64>, StoreError> {

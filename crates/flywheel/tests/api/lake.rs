@@ -408,3 +408,185 @@ async fn expired_operational_copies_stay_in_the_lake() {
         "the expired copy lives on in the lake"
     );
 }
+
+#[tokio::test]
+async fn compaction_merges_files_and_readers_never_see_rows_twice() {
+    let app = spawn_app().await;
+    let lake = app.components.archiver.lake();
+    let mut expected = 0;
+    for round in 0..3 {
+        let batch: Vec<Value> = (0..10)
+            .map(|i| {
+                let mut body = sample_interaction("c", round * 10 + i);
+                body["timestamp"] = json!("2026-07-04T12:00:00Z");
+                body
+            })
+            .collect();
+        app.post_interactions(&app.admin_key, &json!(batch)).await;
+        expected += 10;
+        app.flush_lake().await;
+    }
+    let before: Vec<String> = lake
+        .list("raw")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|f| f.path)
+        .collect();
+    assert_eq!(before.len(), 3, "{before:?}");
+    let first_input = lake.get(&before[0]).await.unwrap();
+
+    let report = app.components.archiver.compact(|_| {}).await.unwrap();
+    assert_eq!((report.files_in, report.files_out, report.rows), (3, 1, 30));
+    let after: Vec<String> = lake
+        .list("raw")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|f| f.path)
+        .collect();
+    assert_eq!(
+        after,
+        vec!["raw/year=2026/month=07/day=04/part-0000000000000001-0000000000000003.parquet"]
+    );
+    assert_eq!(lake.read_raw_index().await.unwrap().len(), expected);
+
+    // A run that died between writing the merged file and deleting its inputs leaves the
+    // inputs behind: readers ignore them, and the next compaction removes them.
+    lake.put(&before[0], first_input).await.unwrap();
+    assert_eq!(
+        lake.read_raw_index().await.unwrap().len(),
+        expected,
+        "covered inputs are not read"
+    );
+    let verify = flywheel_services::archive::verify(
+        app.components.store.interactions().as_ref(),
+        lake,
+        |_| {},
+    )
+    .await
+    .unwrap();
+    assert!(verify.is_consistent(), "{verify:?}");
+    let report = app.components.archiver.compact(|_| {}).await.unwrap();
+    assert_eq!(report.leftovers_deleted, 1);
+    assert_eq!(lake.list("raw").await.unwrap().len(), 1);
+
+    // Pending batches (claimed, not recorded as complete) are never merged.
+    app.post_interactions(&app.admin_key, &json!([sample_interaction("c", 99)]))
+        .await;
+    let store = app.components.store.interactions();
+    let pending = store
+        .claim_archive_batch(100, Utc::now())
+        .await
+        .unwrap()
+        .unwrap();
+    let rows = store.archive_batch_rows(pending).await.unwrap();
+    lake.write_raw_batch(pending, rows).await.unwrap();
+    let report = app.components.archiver.compact(|_| {}).await.unwrap();
+    assert_eq!(report.files_in, 0, "{report:?}");
+}
+
+#[tokio::test]
+async fn processed_outcomes_hold_the_latest_outcome_per_interaction() {
+    use arrow_array::{Array, BooleanArray, Float64Array, Int64Array, StringArray};
+
+    let app = spawn_app().await;
+    let mut turn = sample_interaction("c-1", 0);
+    turn["outcomes"] = json!({"partner_matched": true, "partner_id": "p-1", "match_score": 0.8});
+    let id = app.post_interactions(&app.admin_key, &turn).await.json()["interaction_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut plain = sample_interaction("c-2", 1);
+    plain.as_object_mut().unwrap().remove("outcomes");
+    app.post_interactions(&app.admin_key, &plain).await;
+    for body in [
+        json!({"demo_booked": true}),
+        json!({"deal_closed": true, "deal_value": 48000}),
+    ] {
+        let response = app
+            .post_json(
+                &format!("/v1/interactions/{id}/outcomes"),
+                Some(&app.admin_key),
+                &body,
+            )
+            .await;
+        assert_eq!(response.status, 201);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    app.flush_lake().await;
+    let report = app.components.archiver.derive().await.unwrap();
+    assert_eq!(report.outcomes_written, 1, "{report:?}");
+
+    let bytes = app
+        .components
+        .archiver
+        .lake()
+        .get(flywheel_lake::OUTCOMES_PATH)
+        .await
+        .unwrap();
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
+        .unwrap()
+        .build()
+        .unwrap();
+    let batches: Vec<_> = reader.map(|b| b.unwrap()).collect();
+    assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 1);
+    let batch = &batches[0];
+    let column = |name: &str| batch.column_by_name(name).unwrap().clone();
+    assert_eq!(
+        column("interaction_id")
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .unwrap()
+            .value(0),
+        id
+    );
+    assert!(column("partner_matched")
+        .as_any()
+        .downcast_ref::<BooleanArray>()
+        .unwrap()
+        .value(0));
+    assert!(column("demo_booked")
+        .as_any()
+        .downcast_ref::<BooleanArray>()
+        .unwrap()
+        .value(0));
+    assert!(column("deal_closed")
+        .as_any()
+        .downcast_ref::<BooleanArray>()
+        .unwrap()
+        .value(0));
+    assert_eq!(
+        column("deal_value")
+            .as_any()
+            .downcast_ref::<Float64Array>()
+            .unwrap()
+            .value(0),
+        48000.0
+    );
+    assert_eq!(
+        column("match_score")
+            .as_any()
+            .downcast_ref::<Float64Array>()
+            .unwrap()
+            .value(0),
+        0.8
+    );
+    assert_eq!(
+        column("partner_id")
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .unwrap()
+            .value(0),
+        "p-1"
+    );
+    assert_eq!(
+        column("linked_outcomes")
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap()
+            .value(0),
+        2
+    );
+    assert!(column("satisfaction_score").is_null(0));
+}
