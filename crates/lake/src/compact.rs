@@ -41,13 +41,16 @@ pub fn batch_range(path: &str) -> Option<(i64, i64)> {
     }
 }
 
+/// A file with the batch range its name covers.
+type RangedFile = (LakeFile, (i64, i64));
+
 fn partition_of(path: &str) -> &str {
     path.rsplit_once('/').map_or("", |(dir, _)| dir)
 }
 
 /// Splits files into those readers should see and those covered by a merged file.
 pub fn apply_coverage(files: Vec<LakeFile>) -> (Vec<LakeFile>, Vec<LakeFile>) {
-    let mut by_partition: BTreeMap<String, Vec<(LakeFile, (i64, i64))>> = BTreeMap::new();
+    let mut by_partition: BTreeMap<String, Vec<RangedFile>> = BTreeMap::new();
     let mut current = Vec::new();
     let mut covered = Vec::new();
     for file in files {
@@ -115,7 +118,7 @@ impl Lake {
             self.delete(&file.path).await?;
             report.leftovers_deleted += 1;
         }
-        let mut by_partition: BTreeMap<String, Vec<(LakeFile, (i64, i64))>> = BTreeMap::new();
+        let mut by_partition: BTreeMap<String, Vec<RangedFile>> = BTreeMap::new();
         for file in current {
             if let Some(range) = batch_range(&file.path).filter(|(_, last)| *last <= max_batch) {
                 by_partition
@@ -126,7 +129,7 @@ impl Lake {
         }
         for (partition, mut files) in by_partition {
             files.sort_by_key(|(_, (first, _))| *first);
-            let mut groups: Vec<Vec<(LakeFile, (i64, i64))>> = Vec::new();
+            let mut groups: Vec<Vec<RangedFile>> = Vec::new();
             let mut group = Vec::new();
             let mut group_bytes = 0u64;
             for entry in files {

@@ -125,7 +125,7 @@ fn compute(inputs: &[(String, Bytes)]) -> Result<(Bytes, DeriveReport), LakeErro
     }
     let rows_read = rows.len();
     // Roots first (their own outcomes), then linked records in time order.
-    rows.sort_by(|a, b| a.timestamp_ms.cmp(&b.timestamp_ms));
+    rows.sort_by_key(|row| row.timestamp_ms);
     let mut merged: HashMap<(String, String), (Outcome, i64, i64)> = HashMap::new();
     for row in rows.iter().filter(|row| row.parent.is_none()) {
         if !row.outcome.is_empty() {
