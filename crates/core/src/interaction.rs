@@ -71,19 +71,10 @@ impl Interaction {
         };
         let mut errors = ValidationErrors::new();
 
-        let interaction_id = match document.get("interaction_id") {
-            None | Some(Value::Null) => Some(Uuid::now_v7()),
-            Some(Value::String(raw)) => match Uuid::parse_str(raw) {
-                Ok(id) => Some(id),
-                Err(_) => {
-                    errors.push("interaction_id", "must be a UUID");
-                    None
-                }
-            },
-            Some(_) => {
-                errors.push("interaction_id", "must be a string (a UUID)");
-                None
-            }
+        let interaction_id = match optional_uuid(&mut errors, &document, "interaction_id") {
+            Ok(Some(id)) => Some(id),
+            Ok(None) => Some(Uuid::now_v7()),
+            Err(Invalid) => None,
         };
         let timestamp = match document.get("timestamp") {
             None | Some(Value::Null) => Some(received_at),
@@ -94,20 +85,8 @@ impl Interaction {
         let user_type = required_identifier(&mut errors, &document, "user_type");
         let session_id = optional_id(&mut errors, &document, "session_id");
         let conversation_id = optional_id(&mut errors, &document, "conversation_id");
-        let parent_interaction_id = match document.get("parent_interaction_id") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(raw)) => match Uuid::parse_str(raw) {
-                Ok(id) => Some(id),
-                Err(_) => {
-                    errors.push("parent_interaction_id", "must be a UUID");
-                    None
-                }
-            },
-            Some(_) => {
-                errors.push("parent_interaction_id", "must be a string (a UUID)");
-                None
-            }
-        };
+        let parent_interaction_id =
+            optional_uuid(&mut errors, &document, "parent_interaction_id").unwrap_or(None);
         if let Some(value) = document.get("ai_conversation") {
             check_ai_conversation(&mut errors, value, received_at);
         }
@@ -240,6 +219,28 @@ pub fn is_identifier(raw: &str) -> bool {
     raw.len() <= 64
         && chars.next().is_some_and(|c| c.is_ascii_lowercase())
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+/// Marks a field whose error has been recorded.
+struct Invalid;
+
+/// `Ok(None)` when absent or null, `Err(Invalid)` (error recorded) when not a UUID string.
+fn optional_uuid(
+    errors: &mut ValidationErrors,
+    doc: &Map<String, Value>,
+    field: &str,
+) -> Result<Option<Uuid>, Invalid> {
+    match doc.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(raw)) => Uuid::parse_str(raw).map(Some).map_err(|_| {
+            errors.push(field, "must be a UUID");
+            Invalid
+        }),
+        Some(_) => {
+            errors.push(field, "must be a string (a UUID)");
+            Err(Invalid)
+        }
+    }
 }
 
 fn required_identifier(

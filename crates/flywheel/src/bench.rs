@@ -233,6 +233,27 @@ struct Measured {
 }
 
 impl Measured {
+    /// Gathers the counters of a finished scenario that started at `started`.
+    fn collect(
+        started: Instant,
+        events_per_request: u64,
+        requests: &AtomicU64,
+        errors: &AtomicU64,
+        latencies: Arc<Mutex<Histogram<u64>>>,
+    ) -> Measured {
+        let requests = requests.load(Ordering::Relaxed);
+        Measured {
+            events: requests * events_per_request,
+            requests,
+            errors: errors.load(Ordering::Relaxed),
+            elapsed: started.elapsed(),
+            latencies: Arc::try_unwrap(latencies)
+                .ok()
+                .and_then(|mutex| mutex.into_inner().ok())
+                .unwrap_or_else(new_histogram),
+        }
+    }
+
     fn into_result(self, backend: &'static str, scenario: &str) -> BenchResult {
         let secs = self.elapsed.as_secs_f64().max(1e-9);
         let has = !self.latencies.is_empty();
@@ -329,19 +350,8 @@ async fn closed_loop(
     for task in tasks {
         let _ = task.await;
     }
-    let elapsed = started.elapsed();
     bar.finish_and_clear();
-    let requests = requests.load(Ordering::Relaxed);
-    Measured {
-        events: requests * events_per_request,
-        requests,
-        errors: errors.load(Ordering::Relaxed),
-        elapsed,
-        latencies: Arc::try_unwrap(latencies)
-            .ok()
-            .and_then(|mutex| mutex.into_inner().ok())
-            .unwrap_or_else(new_histogram),
-    }
+    Measured::collect(started, events_per_request, &requests, &errors, latencies)
 }
 
 /// Requests sent on a fixed schedule whatever the responses do; latency counts from the
@@ -396,19 +406,8 @@ async fn open_loop(
         while tasks.try_join_next().is_some() {}
     }
     while tasks.join_next().await.is_some() {}
-    let elapsed = started.elapsed();
     bar.finish_and_clear();
-    let requests = requests.load(Ordering::Relaxed);
-    Measured {
-        events: requests,
-        requests,
-        errors: errors.load(Ordering::Relaxed),
-        elapsed,
-        latencies: Arc::try_unwrap(latencies)
-            .ok()
-            .and_then(|mutex| mutex.into_inner().ok())
-            .unwrap_or_else(new_histogram),
-    }
+    Measured::collect(started, 1, &requests, &errors, latencies)
 }
 
 /// The peer: `INSERT INTO bench_peer (id, document) VALUES (…)` in a loop, committing every

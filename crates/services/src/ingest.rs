@@ -181,39 +181,31 @@ impl IngestService {
         let mut rejected: Vec<RejectedInteraction> = Vec::new();
         let mut first_index_of: HashMap<Uuid, usize> = HashMap::new();
         for (index, value) in values.into_iter().enumerate() {
-            match self.prepare(actor, value, received_at, client) {
-                Ok(interaction) => {
-                    if let Some(first) = first_index_of.get(&interaction.interaction_id) {
-                        let errors = vec![FieldError::new(
-                            "interaction_id",
-                            format!("appears twice in this batch (first at index {first})"),
-                        )];
-                        let value = Value::Object(interaction.document);
-                        rejected.push(self.quarantine_entry(
-                            actor,
-                            batch.then_some(index),
-                            &value,
-                            &errors,
-                            received_at,
-                        ));
-                        outcomes[index] = Some(ItemOutcome::Rejected { errors });
+            let (errors, value) = match self.prepare(actor, value, received_at, client) {
+                Ok(interaction) => match first_index_of.get(&interaction.interaction_id) {
+                    None => {
+                        first_index_of.insert(interaction.interaction_id, index);
+                        accepted.push((index, interaction));
                         continue;
                     }
-                    first_index_of.insert(interaction.interaction_id, index);
-                    accepted.push((index, interaction));
-                }
-                Err((errors, value)) => {
-                    let errors = errors.errors().to_vec();
-                    rejected.push(self.quarantine_entry(
-                        actor,
-                        batch.then_some(index),
-                        &value,
-                        &errors,
-                        received_at,
-                    ));
-                    outcomes[index] = Some(ItemOutcome::Rejected { errors });
-                }
-            }
+                    Some(first) => (
+                        vec![FieldError::new(
+                            "interaction_id",
+                            format!("appears twice in this batch (first at index {first})"),
+                        )],
+                        Value::Object(interaction.document),
+                    ),
+                },
+                Err((errors, value)) => (errors.errors().to_vec(), value),
+            };
+            rejected.push(self.quarantine_entry(
+                actor,
+                batch.then_some(index),
+                &value,
+                &errors,
+                received_at,
+            ));
+            outcomes[index] = Some(ItemOutcome::Rejected { errors });
         }
         if !rejected.is_empty() {
             self.store.insert_rejected(&rejected).await?;

@@ -366,37 +366,7 @@ pub async fn storage_backends() -> Vec<BackendUnderTest> {
     backends
 }
 
-/// A realistic interaction of about 1.5 KB: an AI concierge turn with messages, outcomes,
-/// feedback, metadata and experiments.
-pub fn sample_interaction(user: &str, seq: usize) -> Value {
-    json!({
-        "interaction_type": "ai_concierge",
-        "user_id": user,
-        "user_type": "contractor",
-        "session_id": format!("session-{user}"),
-        "conversation_id": format!("conv-{user}-{}", seq / 4),
-        "ai_conversation": {
-            "messages": [
-                {"role": "system", "content": "You are the Power100 concierge. Match contractors with strategic partners."},
-                {"role": "user", "content": format!("We are a roofing company doing about $8M a year; question number {seq}: which partner helps us close a higher percentage of estimates?"), "tokens": 41},
-                {"role": "assistant", "content": "Based on your focus on closing higher percentages and your revenue tier, two partners stand out. The first specialises in in-home sales training; the second offers follow-up automation that lifts close rates for companies your size.", "tokens": 58, "model": "gpt-4o-mini"}
-            ],
-            "total_tokens": 99 + seq % 7,
-            "cost": 0.00042,
-            "duration_ms": 850 + (seq % 13) as u64
-        },
-        "outcomes": {"partner_matched": true, "partner_id": format!("partner-{}", seq % 5), "match_score": 0.87, "demo_booked": seq.is_multiple_of(3), "deal_closed": false},
-        "feedback": {"helpful": true, "accuracy": 4, "would_recommend": true},
-        "metadata": {
-            "app_version": "3.2.1", "api_version": "v1", "environment": "production",
-            "client_ip": "203.0.113.45",
-            "user_agent": "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Safari/605.1.15",
-            "referrer": "https://power100.io/contractors/dashboard",
-            "location": {"country": "US", "state": "TX", "city": "Austin"}
-        },
-        "experiments": {"ai_model_version": "v2", "ui_variant": "b", "matching_algorithm": "weighted"}
-    })
-}
+pub use flywheel::bench::sample_interaction;
 
 impl TestApp {
     pub async fn post_interactions(&self, token: &str, body: &Value) -> TestResponse {
