@@ -116,7 +116,7 @@ async fn run_backend(
     config.server.bind = "127.0.0.1:0".parse()?;
     config.server.max_body_bytes = 8 * 1024 * 1024;
     config.database.url = Some(url.to_owned());
-    let admin_key = bench_key();
+    let admin_key = random_api_key();
     let app = Application::build(config, Some(SecretString::from(admin_key.clone()))).await?;
     let address = format!("http://{}", app.local_addr()?);
     let archiver = app.components().archiver.clone();
@@ -499,7 +499,8 @@ pub fn markdown(results: &[BenchResult]) -> String {
     out
 }
 
-fn bench_key() -> String {
+/// A well-formed random API key (for the bootstrap admin of throwaway servers).
+pub fn random_api_key() -> String {
     use rand::distributions::{Alphanumeric, DistString};
     let prefix = Alphanumeric
         .sample_string(&mut rand::thread_rng(), 12)

@@ -283,48 +283,25 @@ pub fn to_record_batch(
         text(&mut rows.iter().map(|r| r.user_type.as_str())),
     ];
     let row_cells: Vec<Vec<Cell<'_>>> = flats.iter().map(cells).collect();
+    // One builder per column, filled from the matching cell of every row.
+    macro_rules! column {
+        ($builder:expr, $variant:ident, $idx:expr) => {{
+            let mut builder = $builder;
+            for cells in &row_cells {
+                builder.append_option(match cells[$idx] {
+                    Cell::$variant(value) => value,
+                    _ => None,
+                });
+            }
+            Arc::new(builder.finish()) as ArrayRef
+        }};
+    }
     for (idx, (_, data_type)) in COLUMNS.iter().enumerate() {
-        let column: ArrayRef = match data_type {
-            DataType::Int64 => {
-                let mut builder = Int64Builder::with_capacity(n);
-                for cells in &row_cells {
-                    builder.append_option(match cells[idx] {
-                        Cell::Int(v) => v,
-                        _ => None,
-                    });
-                }
-                Arc::new(builder.finish())
-            }
-            DataType::Float64 => {
-                let mut builder = Float64Builder::with_capacity(n);
-                for cells in &row_cells {
-                    builder.append_option(match cells[idx] {
-                        Cell::Float(v) => v,
-                        _ => None,
-                    });
-                }
-                Arc::new(builder.finish())
-            }
-            DataType::Boolean => {
-                let mut builder = BooleanBuilder::with_capacity(n);
-                for cells in &row_cells {
-                    builder.append_option(match cells[idx] {
-                        Cell::Bool(v) => v,
-                        _ => None,
-                    });
-                }
-                Arc::new(builder.finish())
-            }
-            _ => {
-                let mut builder = StringBuilder::with_capacity(n, n * 8);
-                for cells in &row_cells {
-                    builder.append_option(match cells[idx] {
-                        Cell::Text(v) => v,
-                        _ => None,
-                    });
-                }
-                Arc::new(builder.finish())
-            }
+        let column = match data_type {
+            DataType::Int64 => column!(Int64Builder::with_capacity(n), Int, idx),
+            DataType::Float64 => column!(Float64Builder::with_capacity(n), Float, idx),
+            DataType::Boolean => column!(BooleanBuilder::with_capacity(n), Bool, idx),
+            _ => column!(StringBuilder::with_capacity(n, n * 8), Text, idx),
         };
         columns.push(column);
     }

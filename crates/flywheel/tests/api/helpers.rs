@@ -7,7 +7,6 @@ use flywheel::{Application, Components};
 use flywheel_config::Config;
 use flywheel_services::local_cli_principal;
 use flywheel_store::{ConnectOptions, Store};
-use rand::distributions::{Alphanumeric, DistString};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 use sqlx::Connection;
@@ -84,31 +83,7 @@ impl Drop for TestDatabase {
     }
 }
 
-/// `postgres://user@host:port/db?x` with `db` replaced.
-pub fn replace_database(url: &str, database: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((base, query)) => (base, Some(query)),
-        None => (url, None),
-    };
-    let scheme_end = base.find("://").map(|idx| idx + 3).unwrap_or(0);
-    let host_part = match base[scheme_end..].find('/') {
-        Some(idx) => &base[..scheme_end + idx],
-        None => base,
-    };
-    match query {
-        Some(query) => format!("{host_part}/{database}?{query}"),
-        None => format!("{host_part}/{database}"),
-    }
-}
-
-/// A well-formed API key, for bootstrap.
-pub fn random_api_key() -> String {
-    let prefix: String = Alphanumeric
-        .sample_string(&mut rand::thread_rng(), 12)
-        .to_ascii_lowercase();
-    let secret = Alphanumeric.sample_string(&mut rand::thread_rng(), 40);
-    format!("fw_{prefix}_{secret}")
-}
+pub use flywheel::bench::{random_api_key, replace_database};
 
 /// A running server on a random port with its own data directory and database.
 pub struct TestApp {
