@@ -319,7 +319,7 @@ pub fn to_record_batch(
 pub(crate) fn writer_properties() -> Result<WriterProperties, ParquetError> {
     // Unique per row: a dictionary never pays off and min/max statistics of whole documents
     // help no query, so both are skipped for these columns (it halves the encoding time).
-    let unique = ["document", "interaction_id"].map(|name| ColumnPath::from(name));
+    let unique = ["document", "interaction_id"].map(ColumnPath::from);
     let mut builder = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
         .set_created_by("flywheel".to_owned());
