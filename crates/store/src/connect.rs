@@ -56,6 +56,8 @@ pub struct Store {
     pool: Pool,
     max_connections: u32,
     migrated: Arc<AtomicBool>,
+    /// SQLite's dedicated interaction-writer connection (closed with the store).
+    sqlite_writer: Option<SqlitePool>,
     /// The SQLite WAL checkpointer: its stop signal and task (owned here, stopped by `close`).
     #[allow(clippy::type_complexity)]
     checkpointer: Arc<
@@ -115,10 +117,22 @@ impl Store {
             let pool = SqlitePoolOptions::new()
                 .max_connections(options.max_connections.max(1))
                 .acquire_timeout(options.connect_timeout)
+                .connect_with(connect.clone())
+                .await
+                .map_err(StoreError::Unavailable)?;
+            let writer = SqlitePoolOptions::new()
+                .max_connections(1)
+                .min_connections(1)
+                .acquire_timeout(options.connect_timeout)
                 .connect_with(connect)
                 .await
                 .map_err(StoreError::Unavailable)?;
-            let store = Store::from_pool(Pool::Sqlite(pool.clone()), options.max_connections);
+            let mut store = Store::from_pool(
+                Pool::Sqlite(pool.clone()),
+                Some(writer.clone()),
+                options.max_connections,
+            );
+            store.sqlite_writer = Some(writer);
             let (stop, stopped) = tokio::sync::watch::channel(false);
             let task = tokio::spawn(checkpoint_wal(pool, stopped));
             if let Ok(mut slot) = store.checkpointer.lock() {
@@ -136,6 +150,7 @@ impl Store {
                 .connect_lazy_with(connect);
             Ok(Store::from_pool(
                 Pool::Postgres(pool),
+                None,
                 options.max_connections,
             ))
         } else {
@@ -145,7 +160,7 @@ impl Store {
         }
     }
 
-    fn from_pool(pool: Pool, max_connections: u32) -> Store {
+    fn from_pool(pool: Pool, sqlite_writer: Option<SqlitePool>, max_connections: u32) -> Store {
         type Areas = (
             Arc<dyn TenantStore>,
             Arc<dyn ApiKeyStore>,
@@ -153,11 +168,17 @@ impl Store {
         );
         let (tenants, api_keys, interactions): Areas = match &pool {
             Pool::Sqlite(pool) => {
-                let backend = Arc::new(SqliteBackend { pool: pool.clone() });
+                let backend = Arc::new(SqliteBackend {
+                    pool: pool.clone(),
+                    writer: sqlite_writer.clone().unwrap_or_else(|| pool.clone()),
+                });
                 (backend.clone(), backend.clone(), backend)
             }
             Pool::Postgres(pool) => {
-                let backend = Arc::new(PgBackend { pool: pool.clone() });
+                let backend = Arc::new(PgBackend {
+                    pool: pool.clone(),
+                    writer: pool.clone(),
+                });
                 (backend.clone(), backend.clone(), backend)
             }
         };
@@ -166,6 +187,7 @@ impl Store {
             max_connections,
             migrated: Arc::new(AtomicBool::new(false)),
             checkpointer: Arc::new(std::sync::Mutex::new(None)),
+            sqlite_writer: None,
             tenants,
             api_keys,
             interactions,
@@ -233,6 +255,9 @@ impl Store {
         if let Some((stop, task)) = checkpointer {
             let _ = stop.send(true);
             let _ = task.await;
+        }
+        if let Some(writer) = &self.sqlite_writer {
+            writer.close().await;
         }
         match &self.pool {
             Pool::Sqlite(pool) => pool.close().await,

@@ -151,10 +151,15 @@ const API_KEY_COLUMNS: &str =
 
 pub(crate) struct SqliteBackend {
     pub(crate) pool: sqlx::SqlitePool,
+    /// One connection for interaction writes: SQLite has one writer anyway, and a dedicated
+    /// connection keeps the indexes' hot pages in *its* page cache between commits.
+    pub(crate) writer: sqlx::SqlitePool,
 }
 
 pub(crate) struct PgBackend {
     pub(crate) pool: sqlx::PgPool,
+    /// The same pool: PostgreSQL serialises interaction commits with an advisory lock.
+    pub(crate) writer: sqlx::PgPool,
 }
 
 /// One implementation for both backends: the SQL below is valid for SQLite and PostgreSQL.

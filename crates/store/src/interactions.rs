@@ -270,7 +270,7 @@ macro_rules! impl_interaction_store {
                 let mut inserted_keys: HashSet<(String, String)> = HashSet::with_capacity(stored.len());
                 let items: Vec<&Interaction> = stored.iter().map(|row| &row.interaction).collect();
                 let documents: Vec<&str> = stored.iter().map(|row| row.document_json.as_str()).collect();
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.writer.begin().await?;
                 if let Some(statement) = $serialize_commits {
                     sqlx::query(statement).execute(&mut *tx).await?;
                 }
@@ -452,7 +452,7 @@ macro_rules! impl_interaction_store {
             async fn claim_archive_batch(&self, max_rows: u32, now: DateTime<Utc>) -> Result<Option<i64>, StoreError> {
                 // Read-then-write: take the write lock up front (SQLite would otherwise fail
                 // with SQLITE_BUSY_SNAPSHOT when a writer commits in between).
-                let mut tx = self.pool.begin_with($begin_write).await?;
+                let mut tx = self.writer.begin_with($begin_write).await?;
                 let claimed: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(max_seq), 0) FROM archive_batches")
                     .fetch_one(&mut *tx)
                     .await?;
