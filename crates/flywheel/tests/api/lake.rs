@@ -292,6 +292,29 @@ async fn the_lake_works_on_s3() {
     .unwrap();
     assert!(verify.is_consistent(), "{verify:?}");
     assert_eq!(verify.days.values().map(|d| d.lake_rows).sum::<u64>(), 25);
+
+    // Compaction and derived datasets work on S3 too.
+    let more: Vec<Value> = (25..40).map(|i| sample_interaction("s3-user", i)).collect();
+    app.post_interactions(&app.admin_key, &json!(more)).await;
+    assert_eq!(app.flush_lake().await.rows, 15);
+    let report = app.components.archiver.compact(|_| {}).await.unwrap();
+    assert_eq!(
+        (report.files_in, report.files_out, report.rows),
+        (2, 1, 40),
+        "{report:?}"
+    );
+    let files = lake.list("raw").await.unwrap();
+    assert_eq!(files.len(), 1, "inputs deleted from the bucket: {files:?}");
+    assert!(files[0]
+        .path
+        .ends_with("part-0000000000000001-0000000000000002.parquet"));
+    assert_eq!(lake.read_raw_index().await.unwrap().len(), 40);
+    let derived = app.components.archiver.derive().await.unwrap();
+    assert_eq!(
+        derived.outcomes_written, 40,
+        "every sample carries outcomes"
+    );
+    assert!(!lake.list("processed/outcomes").await.unwrap().is_empty());
 }
 
 #[tokio::test]
