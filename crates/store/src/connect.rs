@@ -58,7 +58,7 @@ pub struct Store {
     migrated: Arc<AtomicBool>,
     /// SQLite's dedicated interaction-writer connection (closed with the store).
     sqlite_writer: Option<SqlitePool>,
-    /// The SQLite WAL checkpointer: its stop signal and task (owned here, stopped by `close`).
+    /// The task that truncates the SQLite WAL at close: its stop signal and handle.
     #[allow(clippy::type_complexity)]
     checkpointer: Arc<
         std::sync::Mutex<
@@ -101,9 +101,14 @@ impl Store {
                 .pragma("cache_size", "-65536")
                 // Read pages through a memory map instead of read(2) copies.
                 .pragma("mmap_size", "1073741824")
-                // No checkpoint inside a committing transaction: the background checkpointer
-                // copies the WAL into the database without making any commit wait for it.
-                .pragma("wal_autocheckpoint", "0");
+                // SQLite's own checkpoint after a commit once the WAL holds 1,000 pages: with a
+                // single writer nothing is appended while it runs, so it completes and the WAL
+                // restarts — the WAL stays near 4 MiB however long writes go on. (A background
+                // PASSIVE checkpointer measured faster but let the WAL grow without bound under
+                // continuous commits; see docs/benchmarks.md.)
+                .pragma("wal_autocheckpoint", "1000")
+                // After the WAL restarts, give back the disk space beyond this size.
+                .pragma("journal_size_limit", "67108864");
             if let Some(parent) = Path::new(connect.get_filename()).parent() {
                 if !parent.as_os_str().is_empty() {
                     std::fs::create_dir_all(parent).map_err(|err| {
@@ -124,7 +129,7 @@ impl Store {
                 .max_connections(1)
                 .min_connections(1)
                 .acquire_timeout(options.connect_timeout)
-                .connect_with(connect)
+                .connect_with(connect.clone())
                 .await
                 .map_err(StoreError::Unavailable)?;
             let mut store = Store::from_pool(
@@ -278,24 +283,12 @@ impl Store {
     }
 }
 
-/// Every second, copies committed WAL pages into the database file (PASSIVE: never blocks a
-/// writer or reader), and truncates the WAL when the store closes. With
-/// `wal_autocheckpoint = 0` this is the only checkpointing, so commits never pay for it.
+/// Waits for the store to close, then checkpoints and truncates the WAL so that a stopped
+/// installation leaves a single, complete database file behind.
 async fn checkpoint_wal(pool: SqlitePool, mut stop: tokio::sync::watch::Receiver<bool>) {
-    loop {
-        tokio::select! {
-            () = tokio::time::sleep(Duration::from_secs(1)) => {}
-            changed = stop.changed() => {
-                if changed.is_err() || *stop.borrow() {
-                    break;
-                }
-            }
-        }
-        if let Err(err) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-            .execute(&pool)
-            .await
-        {
-            tracing::debug!(error = %err, "WAL checkpoint skipped");
+    while !*stop.borrow() {
+        if stop.changed().await.is_err() {
+            break;
         }
     }
     if let Err(err) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")

@@ -259,6 +259,9 @@ const COLUMNS: &str =
     "tenant_id, interaction_id, interaction_type, user_id, user_type, session_id, \
      conversation_id, parent_interaction_id, partner_id, timestamp_ms, received_at_ms, document";
 
+/// `seq` values per read when an archive batch is read back.
+const ARCHIVE_READ_SLICE: i64 = 5_000;
+
 /// Rows per INSERT statement: 12 parameters each stays far below both backends' limits.
 const INSERT_CHUNK: usize = 500;
 
@@ -513,13 +516,22 @@ macro_rules! impl_interaction_store {
                 let Some((min_seq, max_seq)) = range else {
                     return Ok(Vec::new());
                 };
-                let rows: Vec<InteractionRow> = sqlx::query_as(&format!(
-                    "SELECT {COLUMNS} FROM interactions WHERE seq >= $1 AND seq <= $2 ORDER BY seq"
-                ))
-                .bind(min_seq)
-                .bind(max_seq)
-                .fetch_all(&self.pool)
-                .await?;
+                // Read in slices: each statement is its own short read transaction, so that
+                // SQLite's checkpointer is never held back by one long snapshot.
+                let mut rows: Vec<InteractionRow> = Vec::new();
+                let mut from = min_seq;
+                while from <= max_seq {
+                    let to = max_seq.min(from + ARCHIVE_READ_SLICE - 1);
+                    let slice: Vec<InteractionRow> = sqlx::query_as(&format!(
+                        "SELECT {COLUMNS} FROM interactions WHERE seq >= $1 AND seq <= $2 ORDER BY seq"
+                    ))
+                    .bind(from)
+                    .bind(to)
+                    .fetch_all(&self.pool)
+                    .await?;
+                    rows.extend(slice);
+                    from = to + 1;
+                }
                 Ok(rows
                     .into_iter()
                     .map(|row| InteractionRecord {
