@@ -348,6 +348,17 @@ impl TestApp {
         self.post_json("/v1/interactions", Some(token), body).await
     }
 
+    /// Compares the store with the lake, as `flywheel lake verify` does.
+    pub async fn verify_lake(&self) -> flywheel_services::archive::VerifyReport {
+        flywheel_services::archive::verify(
+            self.components.store.interactions().as_ref(),
+            self.components.archiver.lake(),
+            |_| {},
+        )
+        .await
+        .expect("verification reads store and lake")
+    }
+
     /// Archives everything stored so far, as the background archiver would.
     pub async fn flush_lake(&self) -> flywheel_services::archive::ArchiveReport {
         self.components

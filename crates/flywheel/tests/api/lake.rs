@@ -60,13 +60,7 @@ async fn archived_files_follow_the_hive_layout_and_verify() {
     );
     assert_eq!(app.flush_lake().await.rows, 0, "nothing is archived twice");
 
-    let verify = flywheel_services::archive::verify(
-        app.components.store.interactions().as_ref(),
-        lake,
-        |_| {},
-    )
-    .await
-    .unwrap();
+    let verify = app.verify_lake().await;
     assert!(verify.is_consistent(), "{verify:?}");
     assert_eq!(verify.days["2026-09-01"].lake_rows, 10);
     assert_eq!(verify.days["2026-09-01"].store_archived, 10);
@@ -74,13 +68,7 @@ async fn archived_files_follow_the_hive_layout_and_verify() {
     // Newer data goes into a new batch; pending rows are reported as pending, not missing.
     app.post_interactions(&app.admin_key, &sample_interaction("c-2", 99))
         .await;
-    let verify = flywheel_services::archive::verify(
-        app.components.store.interactions().as_ref(),
-        lake,
-        |_| {},
-    )
-    .await
-    .unwrap();
+    let verify = app.verify_lake().await;
     assert!(verify.is_consistent());
     let today = Utc::now().format("%Y-%m-%d").to_string();
     assert_eq!(verify.days[&today].store_pending, 1);
@@ -283,13 +271,7 @@ async fn the_lake_works_on_s3() {
         listing.contains("part-0000000000000001.parquet"),
         "{listing}"
     );
-    let verify = flywheel_services::archive::verify(
-        app.components.store.interactions().as_ref(),
-        lake,
-        |_| {},
-    )
-    .await
-    .unwrap();
+    let verify = app.verify_lake().await;
     assert!(verify.is_consistent(), "{verify:?}");
     assert_eq!(verify.days.values().map(|d| d.lake_rows).sum::<u64>(), 25);
 
@@ -417,13 +399,7 @@ async fn expired_operational_copies_stay_in_the_lake() {
         .status,
         200
     );
-    let verify = flywheel_services::archive::verify(
-        app.components.store.interactions().as_ref(),
-        app.components.archiver.lake(),
-        |_| {},
-    )
-    .await
-    .unwrap();
+    let verify = app.verify_lake().await;
     assert!(verify.is_consistent());
     assert_eq!(
         verify.only_in_lake.len(),
@@ -482,13 +458,7 @@ async fn compaction_merges_files_and_readers_never_see_rows_twice() {
         expected,
         "covered inputs are not read"
     );
-    let verify = flywheel_services::archive::verify(
-        app.components.store.interactions().as_ref(),
-        lake,
-        |_| {},
-    )
-    .await
-    .unwrap();
+    let verify = app.verify_lake().await;
     assert!(verify.is_consistent(), "{verify:?}");
     let report = app.components.archiver.compact(|_| {}).await.unwrap();
     assert_eq!(report.leftovers_deleted, 1);
