@@ -10,7 +10,7 @@ mod load;
 mod secret;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -370,11 +370,6 @@ impl Config {
             key: "<all>".to_owned(),
             problem: err.to_string(),
         })
-    }
-
-    /// Resolves relative paths against nothing: callers keep them relative to the working directory.
-    pub fn data_path(&self, name: &str) -> PathBuf {
-        Path::new(&self.data_dir).join(name)
     }
 }
 

@@ -150,11 +150,6 @@ impl Interaction {
         })
     }
 
-    /// A metadata string field, if present.
-    pub fn metadata_str(&self, key: &str) -> Option<&str> {
-        self.document.get("metadata")?.get(key)?.as_str()
-    }
-
     /// The `metadata` object, created when absent.
     pub fn metadata_mut(&mut self) -> &mut Map<String, Value> {
         let entry = self

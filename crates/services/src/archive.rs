@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Datelike, TimeZone, Utc};
+use chrono::{Datelike, TimeZone, Utc};
 use flywheel_lake::Lake;
 use flywheel_store::InteractionStore;
 use tokio::sync::watch;
@@ -340,11 +340,4 @@ fn day_of(timestamp_ms: i64) -> String {
         Some(time) => format!("{:04}-{:02}-{:02}", time.year(), time.month(), time.day()),
         None => "invalid".to_owned(),
     }
-}
-
-/// When a timestamp's data is expected in the lake at the latest.
-pub fn visible_by(received_at: DateTime<Utc>, settings: &ArchiveSettings) -> DateTime<Utc> {
-    received_at
-        + chrono::Duration::from_std(settings.flush_max_age + settings.flush_interval)
-            .unwrap_or_default()
 }
