@@ -146,3 +146,22 @@ impl FromRequestParts<AppState> for Authenticated {
         Ok(Authenticated(principal))
     }
 }
+
+/// The caller's address and user agent (through trusted proxies), for enrichment.
+#[derive(Debug, Clone)]
+pub struct Client(pub flywheel_services::enrich::ClientContext);
+
+impl FromRequestParts<AppState> for Client {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Client, Self::Rejection> {
+        Ok(Client(crate::client::client_context(
+            &parts.headers,
+            &parts.extensions,
+            &state.http.trusted_proxies,
+        )))
+    }
+}

@@ -16,7 +16,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::client::client_context;
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::{ApiJson, Authenticated};
+use crate::extract::{ApiJson, Authenticated, Client};
 use crate::state::AppState;
 
 /// The result for one submitted item.
@@ -352,19 +352,14 @@ fn rejected_entry(item: RejectedInteraction) -> RejectedEntry {
 async fn record_linked(
     state: &AppState,
     principal: &flywheel_core::Principal,
-    headers: &HeaderMap,
+    client: &flywheel_services::enrich::ClientContext,
     target: OutcomeTarget,
     kind: LinkedKind,
     body: Value,
 ) -> Result<(StatusCode, Json<LinkedResult>), ApiError> {
-    let client = client_context(
-        headers,
-        &axum::http::Extensions::new(),
-        &state.http.trusted_proxies,
-    );
     let (parent, outcome) = state
         .ingest
-        .record_linked(principal, target, kind, body, &client)
+        .record_linked(principal, target, kind, body, client)
         .await?;
     let (status, code, id) = match outcome {
         ItemOutcome::Created { interaction_id } => {
@@ -396,13 +391,13 @@ pub async fn record_outcome(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    Client(client): Client,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<(StatusCode, Json<LinkedResult>), ApiError> {
     record_linked(
         &state,
         &principal,
-        &headers,
+        &client,
         OutcomeTarget::Interaction(id),
         LinkedKind::Outcome,
         body,
@@ -419,13 +414,13 @@ pub async fn record_feedback(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    Client(client): Client,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<(StatusCode, Json<LinkedResult>), ApiError> {
     record_linked(
         &state,
         &principal,
-        &headers,
+        &client,
         OutcomeTarget::Interaction(id),
         LinkedKind::Feedback,
         body,
@@ -442,7 +437,7 @@ pub async fn record_feedback(
 pub async fn record_outcome_by(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
-    headers: HeaderMap,
+    Client(client): Client,
     ApiJson(request): ApiJson<OutcomeByRequest>,
 ) -> Result<(StatusCode, Json<LinkedResult>), ApiError> {
     let target = match (request.conversation_id, request.user_id, request.partner_id) {
@@ -469,7 +464,7 @@ pub async fn record_outcome_by(
     record_linked(
         &state,
         &principal,
-        &headers,
+        &client,
         target,
         LinkedKind::Outcome,
         Value::Object(body),
