@@ -12,6 +12,7 @@ use crate::Config;
 pub const NON_CONFIG_ENV_VARS: &[&str] = &[
     "CONFIG",
     "TEST_POSTGRES_URL",
+    "TEST_REDIS_URL",
     "BOOTSTRAP_ADMIN_KEY",
     "TEST_CRASH_AFTER_LAKE_UPLOAD",
 ];
