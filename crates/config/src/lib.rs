@@ -225,6 +225,12 @@ pub struct SecretsConfig {
     /// 32 random bytes, base64-encoded. Absent: `<data_dir>/master.key`, generated on first
     /// start. Every replica of one installation must use the same key.
     pub master_key: Option<SecretRef>,
+    /// Key-encryption key (KEK) for stored provider keys: 32 random bytes, base64-encoded.
+    /// Absent: derived from the master key.
+    pub encryption_key: Option<SecretRef>,
+    /// Earlier KEKs, still accepted to unwrap stored keys until `flywheel keys rotate-master`
+    /// has re-wrapped every record under the current one.
+    pub retired_encryption_keys: Vec<SecretRef>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -7,15 +7,21 @@
 
 pub mod archive;
 pub mod enrich;
+pub mod envelope;
 mod error;
 pub mod identity;
 pub mod ingest;
+pub mod provider_keys;
 pub mod secrets;
 pub mod writer;
 
+pub use envelope::{EnvelopeError, KeyRing, KeyRingError, Sealed};
 pub use error::ServiceError;
 pub use identity::{
     local_cli_principal, BootstrapOutcome, CreatedApiKey, IdentityService, IssuedToken,
     NewApiKeyInput, NewTenantInput,
+};
+pub use provider_keys::{
+    NewProviderKeyInput, ProviderKeyInfo, ProviderKeyService, ResolvedProviderKey, RotationReport,
 };
 pub use secrets::{MasterKey, MasterKeyError};

@@ -10,6 +10,7 @@ mod connect;
 mod error;
 mod identity;
 mod interactions;
+mod provider_keys;
 
 pub use connect::{ConnectOptions, PoolStats, Store};
 pub use error::StoreError;
@@ -17,3 +18,4 @@ pub use identity::{ApiKeyRecord, ApiKeyStore, NewApiKey, TenantStore};
 pub use interactions::{
     ArchiveIndexRow, InteractionCursor, InteractionFilter, InteractionStore, RejectedInteraction,
 };
+pub use provider_keys::{ProviderKeyRecord, ProviderKeyStore, RewrappedDataKey};
