@@ -6,6 +6,7 @@
 //! never stored as values in [`Config`]; they are [`SecretRef`]s resolved when needed, and
 //! `Debug`/`Serialize` of the configuration never show a secret.
 
+mod gateway;
 mod load;
 mod secret;
 
@@ -15,6 +16,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use gateway::{
+    AliasConfig, Budget, BudgetsConfig, GatewayConfig, LimitsConfig, PriceOverride, ProviderConfig,
+    ProviderKindConfig, TenantGatewayConfig, ValidationConfig, VariantConfig,
+};
 pub use load::{ConfigError, Overrides, NON_CONFIG_ENV_VARS};
 pub use secret::{redact_url_password, SecretRef, SecretRefError};
 
@@ -34,6 +39,8 @@ pub struct Config {
     pub auth: AuthConfig,
     pub secrets: SecretsConfig,
     pub bootstrap: BootstrapConfig,
+    pub gateway: GatewayConfig,
+    pub limits: LimitsConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -255,6 +262,8 @@ impl Default for Config {
             auth: AuthConfig::default(),
             secrets: SecretsConfig::default(),
             bootstrap: BootstrapConfig::default(),
+            gateway: GatewayConfig::default(),
+            limits: LimitsConfig::default(),
         }
     }
 }
@@ -380,7 +389,7 @@ impl Config {
 }
 
 /// Durations written the human way in files and environment (`30s`, `1h`, `500ms`).
-mod humantime_serde_compat {
+pub(crate) mod humantime_serde_compat {
     use std::time::Duration;
 
     use serde::{Deserialize, Deserializer, Serializer};

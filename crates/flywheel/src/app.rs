@@ -10,9 +10,12 @@ use flywheel_config::{Config, DatabaseBackend, SecretRef};
 use flywheel_lake::{Lake, LakeSettings, S3Settings};
 use flywheel_services::archive::{ArchiveSettings, Archiver};
 use flywheel_services::enrich::EnrichSettings;
+use flywheel_services::gateway::{setup, GatewayParts, GatewayService};
 use flywheel_services::ingest::{IngestService, IngestSettings};
 use flywheel_services::writer::{GroupCommitWriter, WriterTask};
-use flywheel_services::{BootstrapOutcome, IdentityService, MasterKey};
+use flywheel_services::{
+    BootstrapOutcome, IdentityService, KeyRing, MasterKey, ProviderKeyService,
+};
 use flywheel_store::{ConnectOptions, Store};
 use secrecy::{ExposeSecret, SecretString};
 use tokio::net::TcpListener;
@@ -24,6 +27,8 @@ pub struct Components {
     pub store: Store,
     pub identity: Arc<IdentityService>,
     pub ingest: Arc<IngestService>,
+    pub gateway: Arc<GatewayService>,
+    pub provider_keys: Arc<ProviderKeyService>,
     pub archiver: Archiver,
     writer_task: Arc<tokio::sync::Mutex<Option<WriterTask>>>,
 }
@@ -129,10 +134,13 @@ impl Components {
                 compact_target_bytes: config.lake.compact_target_bytes,
             },
         );
+        let (provider_keys, gateway) = open_gateway(config, &store, &master_key, &ingest).await?;
         Ok(Components {
             store,
             identity,
             ingest,
+            gateway,
+            provider_keys,
             archiver,
             writer_task: Arc::new(tokio::sync::Mutex::new(Some(writer_task))),
         })
@@ -170,6 +178,48 @@ impl Components {
         }
         Ok(outcome)
     }
+}
+
+/// The provider-key vault and the LLM gateway over the configured providers and limiter.
+async fn open_gateway(
+    config: &Config,
+    store: &Store,
+    master_key: &MasterKey,
+    ingest: &Arc<IngestService>,
+) -> anyhow::Result<(Arc<ProviderKeyService>, Arc<GatewayService>)> {
+    let ring = KeyRing::from_config(&config.secrets, master_key)
+        .context("loading the provider-key encryption keys (secrets.encryption_key)")?;
+    let (providers, listed_models) = setup::providers_from_config(config).await?;
+    let provider_names: Vec<String> = providers.keys().cloned().collect();
+    let provider_keys = Arc::new(ProviderKeyService::new(
+        store.provider_keys(),
+        Arc::new(ring),
+        provider_names.clone(),
+    ));
+    let limiter: Arc<dyn flywheel_limits::Limiter> = match &config.limits.redis_url {
+        Some(url) => Arc::new(
+            flywheel_limits::RedisLimiter::connect(url, &config.limits.redis_key_prefix)
+                .await
+                .with_context(|| {
+                    format!(
+                        "connecting to the rate-limit Redis at {} (limits.redis_url)",
+                        flywheel_config::redact_url_password(url)
+                    )
+                })?,
+        ),
+        None => Arc::new(flywheel_limits::MemoryLimiter::new()),
+    };
+    let gateway = Arc::new(GatewayService::new(GatewayParts {
+        aliases: setup::aliases(config, &provider_names)?,
+        prices: setup::prices_from_config(config)?,
+        providers,
+        listed_models,
+        limiter,
+        keys: provider_keys.clone(),
+        ingest: ingest.clone(),
+        settings: setup::settings_from_config(config),
+    }));
+    Ok((provider_keys, gateway))
 }
 
 /// Prints a generated bootstrap key once, on standard output and never into the log.
@@ -248,8 +298,12 @@ impl Application {
             flywheel_http::parse_trusted_proxies(&self.config.ingest.trusted_proxies)
                 .map_err(anyhow::Error::msg)?;
         let state = flywheel_http::AppState::new(
-            self.components.identity.clone(),
-            self.components.ingest.clone(),
+            flywheel_http::Services {
+                identity: self.components.identity.clone(),
+                ingest: self.components.ingest.clone(),
+                gateway: self.components.gateway.clone(),
+                provider_keys: self.components.provider_keys.clone(),
+            },
             self.components.store.clone(),
             flywheel_http::HttpSettings {
                 max_body_bytes: self.config.server.max_body_bytes,

@@ -170,6 +170,9 @@ pub enum KeysCommand {
         tenant: String,
         id: String,
     },
+    /// Re-wrap every stored provider key's data key under the current encryption key
+    /// (`secrets.encryption_key`), after moving the old one to `secrets.retired_encryption_keys`.
+    RotateMaster,
 }
 
 #[derive(Debug, Subcommand)]

@@ -200,6 +200,29 @@ async fn keys(config: Config, command: KeysCommand) -> anyhow::Result<()> {
                 .await?;
             println!("revoked key {} ({})", key.id, key.prefix);
         }
+        KeysCommand::RotateMaster => {
+            let bar = indicatif::ProgressBar::new(0);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "re-wrapping provider keys [{bar:30}] {pos}/{len}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            let report = components
+                .provider_keys
+                .rotate(|done, total| {
+                    bar.set_length(total);
+                    bar.set_position(done);
+                })
+                .await
+                .context("re-wrapping provider keys under the current encryption key")?;
+            bar.finish_and_clear();
+            println!(
+                "re-wrapped {} provider keys; {} were already under the current encryption key",
+                report.rewrapped, report.already_current
+            );
+        }
     }
     components.close().await;
     Ok(())

@@ -43,6 +43,8 @@ pub struct ApiError {
     pub message: String,
     pub details: Vec<FieldError>,
     pub retry_after_secs: Option<u64>,
+    /// `(limit, remaining, reset unix seconds)` for the `x-ratelimit-*` headers.
+    pub rate_limit: Option<(u64, u64, i64)>,
 }
 
 impl ApiError {
@@ -53,6 +55,7 @@ impl ApiError {
             message: message.into(),
             details: Vec::new(),
             retry_after_secs: None,
+            rate_limit: None,
         }
     }
 
@@ -138,6 +141,41 @@ impl From<ServiceError> for ApiError {
             ServiceError::TooLarge(detail) => {
                 ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "batch_too_large", detail)
             }
+            ServiceError::RateLimited(limited) => ApiError {
+                retry_after_secs: Some(limited.retry_after_secs.max(1)),
+                rate_limit: Some((limited.limit, limited.remaining, limited.reset_unix)),
+                ..ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limited",
+                    limited.message,
+                )
+            },
+            ServiceError::Upstream(failure) => {
+                let (status, code) = match failure.class {
+                    "rate_limited" => (StatusCode::TOO_MANY_REQUESTS, "upstream_rate_limited"),
+                    "timeout" => (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout"),
+                    "invalid_request" => (StatusCode::BAD_REQUEST, "upstream_invalid_request"),
+                    "content_filter" => (StatusCode::BAD_REQUEST, "content_filter"),
+                    "model_not_found" => (StatusCode::NOT_FOUND, "model_not_found"),
+                    "authentication" => (StatusCode::BAD_GATEWAY, "upstream_authentication"),
+                    "overloaded" => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
+                    _ => (StatusCode::BAD_GATEWAY, "upstream_error"),
+                };
+                tracing::warn!(provider = %failure.provider, class = failure.class, upstream_status = ?failure.upstream_status, error = %failure.message, "model provider failed");
+                let retry_after = match status {
+                    StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => Some(
+                        failure
+                            .retry_after
+                            .map(|pause| pause.as_secs().max(1))
+                            .unwrap_or(1),
+                    ),
+                    _ => None,
+                };
+                ApiError {
+                    retry_after_secs: retry_after,
+                    ..ApiError::new(status, code, failure.message)
+                }
+            }
             ServiceError::Internal(err) => {
                 tracing::error!(error = ?err, "internal error");
                 ApiError::new(
@@ -171,6 +209,12 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let Some((limit, remaining, reset)) = self.rate_limit {
+            let headers = response.headers_mut();
+            headers.insert("x-ratelimit-limit", HeaderValue::from(limit));
+            headers.insert("x-ratelimit-remaining", HeaderValue::from(remaining));
+            headers.insert("x-ratelimit-reset", HeaderValue::from(reset));
         }
         if let Some(secs) = self.retry_after_secs {
             response

@@ -53,8 +53,13 @@ fn latency_histogram() -> Histogram {
 }
 
 impl HttpMetrics {
-    pub fn new(store: Store, ingest: Arc<IngestService>) -> HttpMetrics {
+    pub fn new(
+        store: Store,
+        ingest: Arc<IngestService>,
+        gateway: &flywheel_services::gateway::GatewayMetrics,
+    ) -> HttpMetrics {
         let mut registry = Registry::with_prefix("flywheel");
+        gateway.register(&mut registry);
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register(
             "http_requests",

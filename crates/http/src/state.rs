@@ -2,8 +2,9 @@
 
 use std::sync::Arc;
 
+use flywheel_services::gateway::GatewayService;
 use flywheel_services::ingest::IngestService;
-use flywheel_services::IdentityService;
+use flywheel_services::{IdentityService, ProviderKeyService};
 use flywheel_store::Store;
 use ipnet::IpNet;
 
@@ -20,26 +21,44 @@ pub struct HttpSettings {
     pub api_call_tracking: bool,
 }
 
+/// The use cases the router calls.
+#[derive(Debug, Clone)]
+pub struct Services {
+    pub identity: Arc<IdentityService>,
+    pub ingest: Arc<IngestService>,
+    pub gateway: Arc<GatewayService>,
+    pub provider_keys: Arc<ProviderKeyService>,
+}
+
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub identity: Arc<IdentityService>,
     pub ingest: Arc<IngestService>,
+    pub gateway: Arc<GatewayService>,
+    pub provider_keys: Arc<ProviderKeyService>,
     pub store: Store,
     pub metrics: Arc<HttpMetrics>,
     pub http: Arc<HttpSettings>,
 }
 
 impl AppState {
-    pub fn new(
-        identity: Arc<IdentityService>,
-        ingest: Arc<IngestService>,
-        store: Store,
-        settings: HttpSettings,
-    ) -> AppState {
+    pub fn new(services: Services, store: Store, settings: HttpSettings) -> AppState {
+        let Services {
+            identity,
+            ingest,
+            gateway,
+            provider_keys,
+        } = services;
         AppState {
             identity,
-            metrics: Arc::new(HttpMetrics::new(store.clone(), ingest.clone())),
+            metrics: Arc::new(HttpMetrics::new(
+                store.clone(),
+                ingest.clone(),
+                gateway.metrics(),
+            )),
             ingest,
+            gateway,
+            provider_keys,
             store,
             http: Arc::new(settings),
         }

@@ -48,7 +48,10 @@ impl ErrorClass {
     pub fn retryable(self) -> bool {
         matches!(
             self,
-            ErrorClass::Connect | ErrorClass::RateLimited | ErrorClass::Server | ErrorClass::Overloaded
+            ErrorClass::Connect
+                | ErrorClass::RateLimited
+                | ErrorClass::Server
+                | ErrorClass::Overloaded
         )
     }
 

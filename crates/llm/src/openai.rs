@@ -45,7 +45,13 @@ impl OpenAiProvider {
         settings: HttpSettings,
         platform_key: Option<SecretString>,
     ) -> Result<OpenAiProvider, ProviderError> {
-        OpenAiProvider::build(name, ProviderKind::OpenAi, settings, platform_key, Vec::new())
+        OpenAiProvider::build(
+            name,
+            ProviderKind::OpenAi,
+            settings,
+            platform_key,
+            Vec::new(),
+        )
     }
 
     /// An OpenAI-compatible server. Compatible servers often need no key; one is sent when
@@ -264,7 +270,7 @@ impl Provider for OpenAiProvider {
             StreamState {
                 provider: self.name.clone(),
                 done: false,
-                finished: false,
+                saw_finish_reason: false,
             },
         ))
     }
@@ -354,7 +360,7 @@ struct StreamState {
     /// `[DONE]` was seen.
     done: bool,
     /// A `finish_reason` was seen.
-    finished: bool,
+    saw_finish_reason: bool,
 }
 
 impl Translator for StreamState {
@@ -404,7 +410,7 @@ impl Translator for StreamState {
                 }
             }
             if let Some(reason) = choice.finish_reason {
-                self.finished = true;
+                self.saw_finish_reason = true;
                 events.push(StreamEvent::Finish(finish_reason(Some(&reason))));
             }
         }
@@ -421,7 +427,7 @@ impl Translator for StreamState {
     fn on_end(&mut self) -> Result<Vec<StreamEvent>, ProviderError> {
         // Some compatible servers close without `[DONE]` after the finish reason; that is a
         // complete answer. Without a finish reason it is a truncation.
-        if self.finished {
+        if self.saw_finish_reason {
             Ok(Vec::new())
         } else {
             Err(ProviderError::invalid_response(

@@ -22,20 +22,17 @@ pub fn events(
     response: reqwest::Response,
 ) -> impl Stream<Item = Result<Event, ProviderError>> + Send + 'static {
     let provider = provider.to_owned();
-    response
-        .bytes_stream()
-        .eventsource()
-        .map(move |item| {
-            item.map_err(|err| match err {
-                eventsource_stream::EventStreamError::Transport(err) => {
-                    ProviderError::from_reqwest(&provider, &err)
-                }
-                other => ProviderError::invalid_response(
-                    &provider,
-                    format!("malformed event stream: {other}"),
-                ),
-            })
+    response.bytes_stream().eventsource().map(move |item| {
+        item.map_err(|err| match err {
+            eventsource_stream::EventStreamError::Transport(err) => {
+                ProviderError::from_reqwest(&provider, &err)
+            }
+            other => ProviderError::invalid_response(
+                &provider,
+                format!("malformed event stream: {other}"),
+            ),
         })
+    })
 }
 
 /// Sends a request and returns the answer when its status is 2xx; otherwise reads the error
@@ -64,8 +61,8 @@ pub async fn error_from_response(
     let status = response.status().as_u16();
     let retry_after = retry_after(response.headers());
     let body = read_limited(response).await;
-    let mut message = error_message(&body)
-        .unwrap_or_else(|| String::from_utf8_lossy(&body).trim().to_owned());
+    let mut message =
+        error_message(&body).unwrap_or_else(|| String::from_utf8_lossy(&body).trim().to_owned());
     if message.is_empty() {
         message = format!("HTTP {status} with an empty body");
     }

@@ -10,14 +10,16 @@ async fn main() -> anyhow::Result<()> {
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--bind" => {
-                let value = args
-                    .next()
-                    .ok_or_else(|| anyhow::anyhow!("--bind needs an address such as 127.0.0.1:9999"))?;
+                let value = args.next().ok_or_else(|| {
+                    anyhow::anyhow!("--bind needs an address such as 127.0.0.1:9999")
+                })?;
                 bind = value
                     .parse()
                     .map_err(|err| anyhow::anyhow!("--bind {value}: {err}"))?;
             }
-            other => anyhow::bail!("unknown argument {other}; usage: flywheel-mock-provider [--bind ADDR]"),
+            other => anyhow::bail!(
+                "unknown argument {other}; usage: flywheel-mock-provider [--bind ADDR]"
+            ),
         }
     }
     let server = flywheel_mock_provider::MockServer::spawn(bind).await?;

@@ -23,7 +23,11 @@ pub async fn chat(
 ) -> Response {
     let key = credential(&headers, "authorization");
     let Ok(request) = serde_json::from_slice::<Value>(&body) else {
-        return error(StatusCode::BAD_REQUEST, "invalid_request_error", "We could not parse the JSON body of your request.");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "We could not parse the JSON body of your request.",
+        );
     };
     let model = request["model"].as_str().unwrap_or_default().to_owned();
     let streamed = request["stream"].as_bool().unwrap_or(false);
@@ -83,7 +87,11 @@ pub async fn embeddings(
 ) -> Response {
     let key = credential(&headers, "authorization");
     let Ok(request) = serde_json::from_slice::<Value>(&body) else {
-        return error(StatusCode::BAD_REQUEST, "invalid_request_error", "We could not parse the JSON body of your request.");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "We could not parse the JSON body of your request.",
+        );
     };
     let model = request["model"].as_str().unwrap_or_default().to_owned();
     state.record(CallRecord {
@@ -98,14 +106,28 @@ pub async fn embeddings(
     let inputs: Vec<String> = match &request["input"] {
         Value::String(text) => vec![text.clone()],
         Value::Array(items) if !items.is_empty() => {
-            let texts: Option<Vec<String>> =
-                items.iter().map(|item| item.as_str().map(str::to_owned)).collect();
+            let texts: Option<Vec<String>> = items
+                .iter()
+                .map(|item| item.as_str().map(str::to_owned))
+                .collect();
             match texts {
                 Some(texts) => texts,
-                None => return error(StatusCode::BAD_REQUEST, "invalid_request_error", "'input' must be a string or an array of strings"),
+                None => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_request_error",
+                        "'input' must be a string or an array of strings",
+                    )
+                }
             }
         }
-        _ => return error(StatusCode::BAD_REQUEST, "invalid_request_error", "'input' is required"),
+        _ => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "'input' is required",
+            )
+        }
     };
     let dimensions = request["dimensions"].as_u64().unwrap_or(8).clamp(1, 4096) as usize;
     let mut tokens = 0u64;
@@ -151,7 +173,12 @@ pub fn vector(text: &str, dimensions: usize) -> Vec<f32> {
             (state % 2_000) as f32 / 1_000.0 - 1.0
         })
         .collect();
-    let norm = values.iter().map(|value| value * value).sum::<f32>().sqrt().max(1e-6);
+    let norm = values
+        .iter()
+        .map(|value| value * value)
+        .sum::<f32>()
+        .sqrt()
+        .max(1e-6);
     for value in &mut values {
         *value /= norm;
     }
@@ -206,7 +233,9 @@ fn validate_chat(request: &Value) -> Result<(), String> {
         }
     }
     if request.get("stream_options").is_some() && request["stream"] != true {
-        return Err("The 'stream_options' parameter is only allowed when 'stream' is enabled.".to_owned());
+        return Err(
+            "The 'stream_options' parameter is only allowed when 'stream' is enabled.".to_owned(),
+        );
     }
     Ok(())
 }
@@ -270,7 +299,10 @@ fn stream(model: &str, plan: &Plan, include_usage: bool) -> Response {
     };
     let mut events: Vec<Result<Event, std::io::Error>> = Vec::new();
     let mut push = |value: Value| events.push(Ok(Event::default().data(value.to_string())));
-    push(chunk(json!({"role": "assistant", "content": ""}), Value::Null));
+    push(chunk(
+        json!({"role": "assistant", "content": ""}),
+        Value::Null,
+    ));
     match &plan.tool_call {
         Some(name) => {
             push(chunk(
@@ -302,7 +334,9 @@ fn stream(model: &str, plan: &Plan, include_usage: bool) -> Response {
     events.push(Ok(Event::default().data("[DONE]")));
     if plan.fail_midstream {
         events.truncate(3);
-        events.push(Err(std::io::Error::other("mock: connection broken mid-stream")));
+        events.push(Err(std::io::Error::other(
+            "mock: connection broken mid-stream",
+        )));
     }
     sse_response(events, plan.chunk_delay)
 }

@@ -27,8 +27,37 @@ pub enum ServiceError {
     /// The request is well-formed but too large to accept (e.g. a batch over the limit).
     #[error("too large: {0}")]
     TooLarge(String),
+    /// A budget (requests, tokens or dollars per window) is used up.
+    #[error("rate limited: {}", .0.message)]
+    RateLimited(RateLimited),
+    /// The model provider failed after retries and fallback.
+    #[error("upstream {}: {}", .0.class, .0.message)]
+    Upstream(UpstreamFailure),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
+}
+
+/// Which budget refused a request, for the 429 and its `x-ratelimit-*` headers.
+#[derive(Debug, Clone)]
+pub struct RateLimited {
+    pub message: String,
+    pub limit: u64,
+    pub remaining: u64,
+    /// When the window resets (Unix seconds).
+    pub reset_unix: i64,
+    pub retry_after_secs: u64,
+}
+
+/// A provider failure as the caller sees it: its class decides the status.
+#[derive(Debug, Clone)]
+pub struct UpstreamFailure {
+    /// `flywheel_llm::ErrorClass::as_str`.
+    pub class: &'static str,
+    pub provider: String,
+    pub upstream_status: Option<u16>,
+    /// Never contains a credential.
+    pub message: String,
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl From<ValidationErrors> for ServiceError {

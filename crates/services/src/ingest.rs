@@ -100,6 +100,18 @@ pub enum LinkedKind {
     Feedback,
 }
 
+/// What became of a record enqueued without waiting.
+#[derive(Debug)]
+pub enum DetachedRecord {
+    Queued(Uuid),
+    /// The write queue was full.
+    Dropped,
+    /// `features.data_collection` is off.
+    Disabled,
+    /// A bug: Flywheel built a document that does not validate.
+    Invalid(ValidationErrors),
+}
+
 /// One API request, for `api_call` tracking.
 #[derive(Debug, Clone)]
 pub struct ApiCall {
@@ -529,6 +541,32 @@ impl IngestService {
             None
         };
         Ok(Page { items, next_cursor })
+    }
+
+    /// Records an interaction produced by Flywheel itself (a gateway call) without waiting for
+    /// the database: validated and enriched here, then enqueued. Never blocks; when the write
+    /// queue is full the record is dropped and `Dropped` says so (the caller counts it).
+    pub fn record_detached(
+        &self,
+        actor: &Principal,
+        document: Value,
+        client: &ClientContext,
+    ) -> DetachedRecord {
+        if !self.settings.data_collection {
+            return DetachedRecord::Disabled;
+        }
+        match Interaction::parse(document, &actor.tenant_id, now_millis()) {
+            Ok(mut interaction) => {
+                enrich(&mut interaction, &self.settings.enrich, Some(client));
+                let id = interaction.interaction_id;
+                if self.writer.write_detached(vec![stored(interaction)]) {
+                    DetachedRecord::Queued(id)
+                } else {
+                    DetachedRecord::Dropped
+                }
+            }
+            Err(errors) => DetachedRecord::Invalid(errors),
+        }
     }
 
     /// Records an API request as an `api_call` interaction without waiting for the database.

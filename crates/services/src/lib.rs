@@ -9,6 +9,7 @@ pub mod archive;
 pub mod enrich;
 pub mod envelope;
 mod error;
+pub mod gateway;
 pub mod identity;
 pub mod ingest;
 pub mod provider_keys;
@@ -16,7 +17,8 @@ pub mod secrets;
 pub mod writer;
 
 pub use envelope::{EnvelopeError, KeyRing, KeyRingError, Sealed};
-pub use error::ServiceError;
+pub use error::{RateLimited, ServiceError, UpstreamFailure};
+pub use flywheel_limits::RateLimitStatus;
 pub use identity::{
     local_cli_principal, BootstrapOutcome, CreatedApiKey, IdentityService, IssuedToken,
     NewApiKeyInput, NewTenantInput,

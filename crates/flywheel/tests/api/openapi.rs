@@ -23,6 +23,13 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/interactions/{id}/outcomes"),
     ("post", "/v1/interactions/{id}/feedback"),
     ("post", "/v1/outcomes"),
+    ("post", "/v1/chat/completions"),
+    ("post", "/v1/embeddings"),
+    ("get", "/v1/models"),
+    ("post", "/v1/inferences/{id}/feedback"),
+    ("post", "/v1/provider-keys"),
+    ("get", "/v1/provider-keys"),
+    ("delete", "/v1/provider-keys/{id}"),
 ];
 
 #[tokio::test]

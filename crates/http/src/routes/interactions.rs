@@ -349,7 +349,7 @@ fn rejected_entry(item: RejectedInteraction) -> RejectedEntry {
     }
 }
 
-async fn record_linked(
+pub(super) async fn record_linked(
     state: &AppState,
     principal: &flywheel_core::Principal,
     client: &flywheel_services::enrich::ClientContext,

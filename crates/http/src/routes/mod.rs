@@ -1,10 +1,12 @@
 //! Route registration. Every API route is added here through `utoipa_axum::routes!`.
 
 mod api_keys;
+mod gateway;
 mod health;
 mod interactions;
 mod me;
 mod metrics;
+mod provider_keys;
 mod tenants;
 
 use axum::http::StatusCode;
@@ -34,6 +36,15 @@ pub(crate) fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(interactions::record_outcome))
         .routes(routes!(interactions::record_feedback))
         .routes(routes!(interactions::record_outcome_by))
+        .routes(routes!(gateway::chat_completions))
+        .routes(routes!(gateway::embeddings))
+        .routes(routes!(gateway::list_models))
+        .routes(routes!(gateway::inference_feedback))
+        .routes(routes!(
+            provider_keys::create_provider_key,
+            provider_keys::list_provider_keys
+        ))
+        .routes(routes!(provider_keys::delete_provider_key))
 }
 
 pub(crate) async fn fallback() -> ApiError {

@@ -96,6 +96,9 @@ async fn embeddings_keep_input_order() {
         .await
         .unwrap();
     assert_eq!(answer.vectors.len(), 2);
-    assert_eq!(answer.vectors[0], flywheel_mock_provider::openai::vector("alpha", 16));
+    assert_eq!(
+        answer.vectors[0],
+        flywheel_mock_provider::openai::vector("alpha", 16)
+    );
     assert_eq!(answer.usage.input_tokens, 3);
 }

@@ -56,8 +56,7 @@ macro_rules! provider_suite {
         }
         #[tokio::test]
         async fn mid_stream_failure_is_an_error_not_a_truncation() {
-            crate::suite::mid_stream_failure_is_an_error_not_a_truncation($make, $features)
-                .await;
+            crate::suite::mid_stream_failure_is_an_error_not_a_truncation($make, $features).await;
         }
         #[tokio::test]
         async fn user_key_is_sent() {
@@ -119,17 +118,30 @@ async fn collect(mut stream: flywheel_llm::ChatStream) -> Collected {
                 collected.text.push_str(&text);
             }
             Ok(StreamEvent::ToolCallStart { index, id, name }) => {
-                assert_eq!(index as usize, collected.tool_calls.len(), "tool call indexes are dense");
-                collected.tool_calls.push(ToolCall { id, name, arguments: String::new() });
+                assert_eq!(
+                    index as usize,
+                    collected.tool_calls.len(),
+                    "tool call indexes are dense"
+                );
+                collected.tool_calls.push(ToolCall {
+                    id,
+                    name,
+                    arguments: String::new(),
+                });
             }
             Ok(StreamEvent::ToolCallArguments { index, fragment }) => {
-                collected.tool_calls[index as usize].arguments.push_str(&fragment);
+                collected.tool_calls[index as usize]
+                    .arguments
+                    .push_str(&fragment);
             }
             Ok(StreamEvent::Finish(reason)) => collected.finishes.push(reason),
             Ok(StreamEvent::Usage(usage)) => collected.usage = Some(usage),
             Err(err) => {
                 collected.error = Some(err);
-                assert!(stream.next().await.is_none(), "nothing may follow a stream error");
+                assert!(
+                    stream.next().await.is_none(),
+                    "nothing may follow a stream error"
+                );
                 break;
             }
         }
@@ -156,7 +168,10 @@ pub async fn stream_matches_chat_and_ends_with_usage(make: Maker, features: Feat
     let server = MockServer::start().await.unwrap();
     let provider = make(&server, TIMEOUT).await;
     let stream = provider
-        .chat_stream(&request(features, "Hello there [[chunks:4]]"), &Credential::Platform)
+        .chat_stream(
+            &request(features, "Hello there [[chunks:4]]"),
+            &Credential::Platform,
+        )
         .await
         .unwrap();
     let collected = collect(stream).await;
@@ -185,7 +200,13 @@ pub async fn tool_calls_round_trip(make: Maker, features: Features) {
     let arguments: serde_json::Value = serde_json::from_str(&call.arguments).unwrap();
     assert_eq!(arguments, serde_json::json!({"query": "mock"}));
 
-    let streamed = collect(provider.chat_stream(&ask, &Credential::Platform).await.unwrap()).await;
+    let streamed = collect(
+        provider
+            .chat_stream(&ask, &Credential::Platform)
+            .await
+            .unwrap(),
+    )
+    .await;
     assert!(streamed.error.is_none(), "{:?}", streamed.error);
     assert_eq!(streamed.finishes, vec![FinishReason::ToolCalls]);
     assert_eq!(streamed.tool_calls.len(), 1);
@@ -211,8 +232,13 @@ pub async fn tool_calls_round_trip(make: Maker, features: Features) {
         tool_calls: Vec::new(),
         tool_call_id: Some(call.id.clone()),
     });
-    follow_up.messages.push(ChatMessage::text(Role::User, "Thanks"));
-    let answer = provider.chat(&follow_up, &Credential::Platform).await.unwrap();
+    follow_up
+        .messages
+        .push(ChatMessage::text(Role::User, "Thanks"));
+    let answer = provider
+        .chat(&follow_up, &Credential::Platform)
+        .await
+        .unwrap();
     assert_eq!(answer.content.as_deref(), Some("Mock answer: Thanks"));
 }
 
@@ -223,15 +249,24 @@ pub async fn cached_input_tokens_are_reported(make: Maker, features: Features) {
     let server = MockServer::start().await.unwrap();
     let provider = make(&server, TIMEOUT).await;
     let answer = provider
-        .chat(&request(features, "one two three [[cached:3]]"), &Credential::Platform)
+        .chat(
+            &request(features, "one two three [[cached:3]]"),
+            &Credential::Platform,
+        )
         .await
         .unwrap();
     let usage = answer.usage.unwrap();
     assert_eq!(usage.cached_input_tokens, Some(3));
-    assert!(usage.input_tokens >= 3, "input tokens include cached ones: {usage:?}");
+    assert!(
+        usage.input_tokens >= 3,
+        "input tokens include cached ones: {usage:?}"
+    );
     let streamed = collect(
         provider
-            .chat_stream(&request(features, "one two three [[cached:3]]"), &Credential::Platform)
+            .chat_stream(
+                &request(features, "one two three [[cached:3]]"),
+                &Credential::Platform,
+            )
             .await
             .unwrap(),
     )
@@ -249,7 +284,10 @@ pub async fn errors_are_classified_without_the_key(make: Maker, features: Featur
         (400, ErrorClass::InvalidRequest),
     ] {
         let ask = request(features, &format!("fail [[status:{status}]]"));
-        let err = provider.chat(&ask, &Credential::Platform).await.unwrap_err();
+        let err = provider
+            .chat(&ask, &Credential::Platform)
+            .await
+            .unwrap_err();
         assert_eq!(err.class, class, "status {status}: {err}");
         let err = match provider.chat_stream(&ask, &Credential::Platform).await {
             Err(err) => err,
@@ -266,9 +304,16 @@ pub async fn errors_are_classified_without_the_key(make: Maker, features: Featur
         .await
         .unwrap_err();
     assert_eq!(err.class, ErrorClass::Authentication, "{err}");
-    let secret_part = features.wrong_key.split(':').next_back().unwrap_or_default();
+    let secret_part = features
+        .wrong_key
+        .split(':')
+        .next_back()
+        .unwrap_or_default();
     for shown in [err.to_string(), format!("{err:?}")] {
-        assert!(!shown.contains(features.wrong_key), "the key leaked: {shown}");
+        assert!(
+            !shown.contains(features.wrong_key),
+            "the key leaked: {shown}"
+        );
         assert!(!shown.contains(secret_part), "the key leaked: {shown}");
     }
 }
@@ -278,13 +323,19 @@ pub async fn timeouts_are_classified(make: Maker, features: Features) {
     let provider = make(&server, Duration::from_millis(300)).await;
     let started = Instant::now();
     let err = provider
-        .chat(&request(features, "slow [[delay_ms:3000]]"), &Credential::Platform)
+        .chat(
+            &request(features, "slow [[delay_ms:3000]]"),
+            &Credential::Platform,
+        )
         .await
         .unwrap_err();
     assert_eq!(err.class, ErrorClass::Timeout, "{err}");
     assert!(started.elapsed() < Duration::from_millis(2_500));
     let err = match provider
-        .chat_stream(&request(features, "slow [[delay_ms:3000]]"), &Credential::Platform)
+        .chat_stream(
+            &request(features, "slow [[delay_ms:3000]]"),
+            &Credential::Platform,
+        )
         .await
     {
         Err(err) => err,
@@ -293,7 +344,10 @@ pub async fn timeouts_are_classified(make: Maker, features: Features) {
     assert_eq!(err.class, ErrorClass::Timeout, "{err}");
     // A stream that starts, then stalls.
     let stalled = match provider
-        .chat_stream(&request(features, "stall [[chunk_delay_ms:3000]]"), &Credential::Platform)
+        .chat_stream(
+            &request(features, "stall [[chunk_delay_ms:3000]]"),
+            &Credential::Platform,
+        )
         .await
     {
         Err(err) => err,
@@ -314,8 +368,14 @@ pub async fn mid_stream_failure_is_an_error_not_a_truncation(make: Maker, featur
         .await
         .unwrap();
     let collected = collect(stream).await;
-    assert!(!collected.text.is_empty(), "some text arrived before the failure");
-    assert!(collected.finishes.is_empty(), "no finish after a broken stream");
+    assert!(
+        !collected.text.is_empty(),
+        "some text arrived before the failure"
+    );
+    assert!(
+        collected.finishes.is_empty(),
+        "no finish after a broken stream"
+    );
     assert!(collected.error.is_some(), "the break is reported");
 }
 
@@ -323,9 +383,18 @@ pub async fn user_key_is_sent(make: Maker, features: Features) {
     let server = MockServer::start().await.unwrap();
     let provider = make(&server, TIMEOUT).await;
     let mine = Credential::User(SecretString::from(features.good_key));
-    provider.chat(&request(features, "hi"), &mine).await.unwrap();
+    provider
+        .chat(&request(features, "hi"), &mine)
+        .await
+        .unwrap();
     let calls = server.state.calls();
-    let presented = calls.last().and_then(|call| call.credential.clone()).unwrap();
+    let presented = calls
+        .last()
+        .and_then(|call| call.credential.clone())
+        .unwrap();
     let expected = features.good_key.split(':').next().unwrap_or_default();
-    assert_eq!(presented, expected, "the user's key, not the platform's, was presented");
+    assert_eq!(
+        presented, expected,
+        "the user's key, not the platform's, was presented"
+    );
 }
