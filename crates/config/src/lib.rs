@@ -224,6 +224,12 @@ pub struct AuthConfig {
     /// Longest lifetime `flywheel token issue` accepts.
     #[serde(with = "humantime_serde_compat")]
     pub max_token_ttl: Duration,
+    /// How long an API key (and a user's provider key) read from the database is reused
+    /// without reading it again (then served stale for as long again while one request reads
+    /// it anew). Revoking through one replica takes effect there at once and on the others
+    /// within twice this time. `0s` reads on every request.
+    #[serde(with = "humantime_serde_compat")]
+    pub key_cache_ttl: Duration,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -315,6 +321,7 @@ impl Default for AuthConfig {
             jwt_secret: None,
             jwt_issuer: "flywheel".to_owned(),
             max_token_ttl: Duration::from_secs(30 * 24 * 3600),
+            key_cache_ttl: Duration::from_secs(5),
         }
     }
 }

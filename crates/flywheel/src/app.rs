@@ -148,6 +148,8 @@ impl Components {
 
     /// Commits everything queued for writing and closes the store.
     pub async fn close(&self) {
+        // Gateway call logs go to the write queue, so they are flushed first.
+        self.gateway.shutdown().await;
         if let Some(task) = self.writer_task.lock().await.take() {
             task.shutdown().await;
         }
@@ -191,11 +193,14 @@ async fn open_gateway(
         .context("loading the provider-key encryption keys (secrets.encryption_key)")?;
     let (providers, listed_models) = setup::providers_from_config(config).await?;
     let provider_names: Vec<String> = providers.keys().cloned().collect();
-    let provider_keys = Arc::new(ProviderKeyService::new(
-        store.provider_keys(),
-        Arc::new(ring),
-        provider_names.clone(),
-    ));
+    let provider_keys = Arc::new(
+        ProviderKeyService::new(
+            store.provider_keys(),
+            Arc::new(ring),
+            provider_names.clone(),
+        )
+        .with_cache_ttl(config.auth.key_cache_ttl),
+    );
     let limiter: Arc<dyn flywheel_limits::Limiter> = match &config.limits.redis_url {
         Some(url) => Arc::new(
             flywheel_limits::RedisLimiter::connect(url, &config.limits.redis_key_prefix)
@@ -325,8 +330,15 @@ impl Application {
             "listening on http://{addr}"
         );
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        // Small responses and stream events go out at once instead of waiting for Nagle's
+        // algorithm (which adds tens of milliseconds to server-sent events).
+        let listener = axum::serve::ListenerExt::tap_io(self.listener, |stream| {
+            if let Err(err) = stream.set_nodelay(true) {
+                tracing::debug!(error = %err, "could not set TCP_NODELAY");
+            }
+        });
         let serve = axum::serve(
-            self.listener,
+            listener,
             router.into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(async move {

@@ -269,7 +269,7 @@ impl Measured {
     }
 }
 
-fn progress(label: &str, duration: Duration) -> ProgressBar {
+pub(crate) fn progress(label: &str, duration: Duration) -> ProgressBar {
     let bar = ProgressBar::new(duration.as_millis() as u64);
     bar.set_style(
         ProgressStyle::with_template("{prefix:>32} [{bar:30}] {msg}")
@@ -280,7 +280,7 @@ fn progress(label: &str, duration: Duration) -> ProgressBar {
     bar
 }
 
-fn new_histogram() -> Histogram<u64> {
+pub(crate) fn new_histogram() -> Histogram<u64> {
     // Microseconds from 1 µs to 60 s, 3 significant digits.
     Histogram::new_with_bounds(1, 60_000_000, 3).unwrap_or_else(|_| unreachable!("valid bounds"))
 }

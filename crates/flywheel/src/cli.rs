@@ -94,6 +94,32 @@ pub enum BenchCommand {
         #[arg(long, value_name = "URL")]
         postgres_url: Option<String>,
     },
+    /// LLM gateway overhead against an instant mock upstream (JSON and SSE, interaction
+    /// logging on): latency at concurrency 1 and an open-loop rate sweep, next to LiteLLM's
+    /// proxy against the same mock. Prints Markdown tables.
+    Gateway {
+        /// How long each step runs.
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "5s")]
+        duration: Duration,
+        /// Offered rates for Flywheel, ascending; the sweep stops at the first failing step.
+        #[arg(long, default_value = "1000,2000,3000,4000,5000,6000,7000,8000")]
+        rates: String,
+        /// Offered rates for the peer, ascending.
+        #[arg(long, default_value = "25,50,100,200,400,800")]
+        peer_rates: String,
+        /// The LiteLLM proxy command (pip install 'litellm[proxy]').
+        #[arg(long, default_value = "litellm")]
+        litellm: String,
+        /// Skip the peer.
+        #[arg(long)]
+        no_peer: bool,
+        /// The p99 bound of a sustained rate, in milliseconds.
+        #[arg(long, default_value_t = 10)]
+        p99_ms: u64,
+        /// A TOML file appended to the gateway server's configuration (to try settings).
+        #[arg(long, value_name = "FILE")]
+        server_config: Option<std::path::PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

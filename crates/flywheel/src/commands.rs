@@ -1,5 +1,7 @@
 //! One function per command: load configuration, open what the command needs, act, print.
 
+use std::time::Duration;
+
 use anyhow::Context;
 use flywheel_config::{Config, Overrides};
 use flywheel_core::TenantId;
@@ -66,6 +68,37 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             )
             .await?;
             print!("{}", crate::bench::markdown(&results));
+            Ok(())
+        }
+        Command::Bench {
+            command:
+                BenchCommand::Gateway {
+                    duration,
+                    rates,
+                    peer_rates,
+                    litellm,
+                    no_peer,
+                    p99_ms,
+                    server_config,
+                },
+        } => {
+            let server_config = match server_config {
+                Some(path) => std::fs::read_to_string(&path)
+                    .with_context(|| format!("reading --server-config {}", path.display()))?,
+                None => String::new(),
+            };
+            let bench = crate::bench_gateway::GatewayBench {
+                duration,
+                rates: crate::bench_gateway::parse_rates(&rates)
+                    .map_err(|err| anyhow::anyhow!("--rates: {err}"))?,
+                peer_rates: crate::bench_gateway::parse_rates(&peer_rates)
+                    .map_err(|err| anyhow::anyhow!("--peer-rates: {err}"))?,
+                litellm: (!no_peer).then_some(litellm),
+                p99_bound: Duration::from_millis(p99_ms),
+                server_config,
+            };
+            let report = crate::bench_gateway::run_gateway(&bench).await?;
+            print!("{}", crate::bench_gateway::markdown(&report, &bench));
             Ok(())
         }
     }

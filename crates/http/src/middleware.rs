@@ -17,6 +17,8 @@ use crate::client::client_context;
 use crate::error::ApiError;
 use crate::state::AppState;
 
+/// Routes whose handlers record their own interaction for every call.
+const SELF_LOGGING_ROUTES: [&str; 2] = ["/v1/chat/completions", "/v1/embeddings"];
 /// Filled by the `Authenticated` extractor so that the middleware learns who called.
 #[derive(Debug, Clone, Default)]
 pub struct PrincipalSlot(pub Arc<OnceLock<Principal>>);
@@ -43,7 +45,10 @@ pub async fn observe(State(state): State<AppState>, mut req: Request, next: Next
     let method = req.method().as_str().to_owned();
     let slot = PrincipalSlot::default();
     req.extensions_mut().insert(slot.clone());
-    let tracking = state.http.api_call_tracking.then(|| {
+    // Gateway calls are logged by the gateway itself, with far more than an `api_call` record
+    // would hold (route, status, latency and caller included), so they are not tracked twice.
+    let logs_itself = SELF_LOGGING_ROUTES.contains(&route.as_str());
+    let tracking = (state.http.api_call_tracking && !logs_itself).then(|| {
         let client = client_context(req.headers(), req.extensions(), &state.http.trusted_proxies);
         let query: serde_json::Map<String, serde_json::Value> = req
             .uri()

@@ -152,7 +152,7 @@ impl Lake {
                 }
                 let output = format!("{partition}/part-{first:016}-{last:016}.parquet");
                 let label = output.clone();
-                let (bytes, rows) = tokio::task::spawn_blocking(move || merge(&inputs))
+                let (bytes, rows) = crate::background::run(move || merge(&inputs))
                     .await
                     .map_err(|err| LakeError::Location {
                         url: String::new(),

@@ -9,6 +9,7 @@
 //! Architecture invariant: this crate knows files and schemas, not the operational store; the
 //! archiver in `flywheel-services` decides what to write and when.
 
+mod background;
 mod compact;
 mod processed;
 mod raw;

@@ -100,7 +100,7 @@ impl Lake {
         for file in self.current_raw_files().await? {
             inputs.push((file.path.clone(), self.get(&file.path).await?));
         }
-        let (bytes, report) = tokio::task::spawn_blocking(move || compute(&inputs))
+        let (bytes, report) = crate::background::run(move || compute(&inputs))
             .await
             .map_err(|err| LakeError::Location {
                 url: String::new(),

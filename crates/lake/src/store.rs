@@ -170,7 +170,7 @@ impl Lake {
         rows: Vec<InteractionRecord>,
     ) -> Result<Vec<String>, LakeError> {
         // Encoding is CPU work (JSON field extraction, zstd): keep it off the async workers.
-        let encoded = tokio::task::spawn_blocking(move || encode_days(batch_id, &rows))
+        let encoded = crate::background::run(move || encode_days(batch_id, &rows))
             .await
             .map_err(|err| LakeError::Location {
                 url: String::new(),

@@ -70,6 +70,8 @@ impl AnthropicProvider {
     ) -> Result<AnthropicProvider, ProviderError> {
         let client = reqwest::Client::builder()
             .connect_timeout(settings.connect_timeout)
+            .pool_max_idle_per_host(256)
+            .tcp_nodelay(true)
             .build()
             .map_err(|err| ProviderError::from_reqwest(name, &err))?;
         Ok(AnthropicProvider {

@@ -29,6 +29,9 @@ pub struct OpenAiProvider {
     client: reqwest::Client,
     platform_key: Option<SecretString>,
     unsupported_parameters: Vec<String>,
+    /// Parsed once: parsing a URL per request shows up in profiles.
+    chat_url: reqwest::Url,
+    embeddings_url: reqwest::Url,
 }
 
 /// Options of an OpenAI-compatible endpoint.
@@ -86,6 +89,18 @@ impl OpenAiProvider {
             .map_err(|err| {
                 ProviderError::new(name, ErrorClass::Connect, format!("HTTP client: {err}"))
             })?;
+        let url = |path: &str| {
+            let text = format!("{}{path}", settings.base_url.trim_end_matches('/'));
+            reqwest::Url::parse(&text).map_err(|err| {
+                ProviderError::new(
+                    name,
+                    ErrorClass::InvalidRequest,
+                    format!("base URL `{}` is not a URL: {err}", settings.base_url),
+                )
+            })
+        };
+        let chat_url = url("/chat/completions")?;
+        let embeddings_url = url("/embeddings")?;
         Ok(OpenAiProvider {
             name: name.to_owned(),
             kind,
@@ -93,11 +108,9 @@ impl OpenAiProvider {
             client,
             platform_key,
             unsupported_parameters,
+            chat_url,
+            embeddings_url,
         })
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.settings.base_url.trim_end_matches('/'))
     }
 
     /// The key to send, or an authentication error when the official API has none.
@@ -116,8 +129,8 @@ impl OpenAiProvider {
         Ok(key)
     }
 
-    fn post(&self, path: &str, key: Option<&str>) -> reqwest::RequestBuilder {
-        let request = self.client.post(self.url(path));
+    fn post(&self, url: &reqwest::Url, key: Option<&str>) -> reqwest::RequestBuilder {
+        let request = self.client.post(url.clone());
         match key {
             Some(key) => request.bearer_auth(key),
             None => request,
@@ -219,7 +232,7 @@ impl Provider for OpenAiProvider {
     ) -> Result<ChatResponse, ProviderError> {
         let key = self.key(credential)?;
         let http = self
-            .post("/chat/completions", key)
+            .post(&self.chat_url, key)
             .timeout(self.settings.timeout)
             .json(&self.wire_request(request, false));
         let response = sse::send(&self.name, http, key).await?;
@@ -256,7 +269,7 @@ impl Provider for OpenAiProvider {
     ) -> Result<ChatStream, ProviderError> {
         let key = self.key(credential)?;
         let http = self
-            .post("/chat/completions", key)
+            .post(&self.chat_url, key)
             .header(reqwest::header::ACCEPT, "text/event-stream")
             .json(&self.wire_request(request, true));
         let response = sse::send_streaming(&self.name, http, key, self.settings.timeout).await?;
@@ -282,7 +295,7 @@ impl Provider for OpenAiProvider {
     ) -> Result<EmbeddingResponse, ProviderError> {
         let key = self.key(credential)?;
         let http = self
-            .post("/embeddings", key)
+            .post(&self.embeddings_url, key)
             .timeout(self.settings.timeout)
             .json(&serde_json::json!({
                 "model": request.model,

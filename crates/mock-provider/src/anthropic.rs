@@ -114,7 +114,7 @@ pub async fn messages(
         .unwrap_or_default();
     let json_answer = request["output_config"]["format"]["type"] == "json_schema";
     let plan = plan(&state, &last_user, &text_refs, &tools, json_answer);
-    tokio::time::sleep(plan.delay).await;
+    crate::pause(plan.delay).await;
     if let Some(status) = plan.status {
         return status_error(status);
     }

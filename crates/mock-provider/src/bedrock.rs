@@ -199,7 +199,7 @@ async fn prepare(
         .unwrap_or_default();
     let json_answer = request["outputConfig"]["textFormat"]["type"] == "json_schema";
     let plan = plan(state, &last_user_text, &text_refs, &tools, json_answer);
-    tokio::time::sleep(plan.delay).await;
+    crate::pause(plan.delay).await;
     Ok(plan)
 }
 

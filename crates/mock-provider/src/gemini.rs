@@ -85,7 +85,7 @@ pub async fn generate(
         return error(StatusCode::BAD_REQUEST, &message);
     }
     let mut plan = plan_for(&state, &request);
-    tokio::time::sleep(plan.delay).await;
+    crate::pause(plan.delay).await;
     if let Some(status) = plan.status {
         return status_error(status);
     }
@@ -291,7 +291,7 @@ async fn embed(state: &MockState, model: &str, request: &Value) -> Response {
         .collect();
     let text_refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let plan = plan(state, &texts.join(" "), &text_refs, &[], false);
-    tokio::time::sleep(plan.delay).await;
+    crate::pause(plan.delay).await;
     if let Some(status) = plan.status {
         return status_error(status);
     }

@@ -204,6 +204,14 @@ fn apply(state: &MockState, plan: &mut Plan, directive: &str, tools: &[String]) 
     }
 }
 
+/// Waits `delay`; returns at once for zero, because a zero-length tokio sleep still waits for
+/// the next timer tick (about a millisecond), which would dominate an "instant" upstream.
+pub async fn pause(delay: Duration) {
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+}
+
 fn word_count(text: &str) -> u64 {
     u64::try_from(text.split_whitespace().count()).unwrap_or(u64::MAX)
 }
@@ -254,6 +262,9 @@ impl MockServer {
         let addr = listener.local_addr()?;
         let state = Arc::new(MockState::default());
         let app = router(state.clone());
+        let listener = axum::serve::ListenerExt::tap_io(listener, |stream| {
+            let _ = stream.set_nodelay(true);
+        });
         let task = tokio::spawn(async move {
             if let Err(err) = axum::serve(listener, app).await {
                 tracing::error!(error = %err, "mock provider stopped");

@@ -65,7 +65,7 @@ pub async fn chat(
         Some("json_object" | "json_schema")
     );
     let plan = plan(&state, last_user, &text_refs, &tools, json_answer);
-    tokio::time::sleep(plan.delay).await;
+    crate::pause(plan.delay).await;
     if let Some(status) = plan.status {
         return status_error(status);
     }

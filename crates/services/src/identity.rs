@@ -23,6 +23,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
+use crate::cache::TtlCache;
 use crate::secrets::MasterKey;
 use crate::ServiceError;
 
@@ -85,6 +86,9 @@ pub struct IdentityService {
     jwt_decoding: DecodingKey,
     jwt_issuer: String,
     max_token_ttl: Duration,
+    /// Keys recently read by prefix (`auth.key_cache_ttl`): saves a database round trip per
+    /// request. Revoking through this process forgets the key at once.
+    key_cache: TtlCache<String, ApiKeyRecord>,
 }
 
 impl std::fmt::Debug for IdentityService {
@@ -125,6 +129,7 @@ impl IdentityService {
             jwt_decoding: DecodingKey::from_secret(&jwt_secret),
             jwt_issuer: auth.jwt_issuer.clone(),
             max_token_ttl: auth.max_token_ttl,
+            key_cache: TtlCache::new(auth.key_cache_ttl, 10_000),
         })
     }
 
@@ -140,11 +145,19 @@ impl IdentityService {
     async fn authenticate_api_key(&self, bearer: &str) -> Result<Principal, ServiceError> {
         let presented =
             PresentedApiKey::parse(bearer).map_err(|_| ServiceError::Unauthenticated)?;
-        let record = self
-            .api_keys
-            .find_api_key_by_prefix(presented.prefix())
-            .await?
-            .ok_or(ServiceError::Unauthenticated)?;
+        let prefix = presented.prefix().to_string();
+        let record = match self.key_cache.get(&prefix) {
+            Some(record) => record,
+            None => {
+                let record = self
+                    .api_keys
+                    .find_api_key_by_prefix(presented.prefix())
+                    .await?
+                    .ok_or(ServiceError::Unauthenticated)?;
+                self.key_cache.insert(prefix, record.clone());
+                record
+            }
+        };
         if !self.verify_key_hash(&presented, &record.secret_hash) || record.revoked_at.is_some() {
             return Err(ServiceError::Unauthenticated);
         }
@@ -356,10 +369,14 @@ impl IdentityService {
         require_admin(actor)?;
         let tenant_id = self.target_tenant(actor, tenant_id)?;
         let tenant = self.visible_tenant(actor, &tenant_id).await?;
-        self.api_keys
+        let revoked = self
+            .api_keys
             .revoke_api_key(&tenant.id, key_id, now_millis())
             .await?
-            .ok_or_else(|| ServiceError::NotFound(format!("API key '{key_id}'")))
+            .ok_or_else(|| ServiceError::NotFound(format!("API key '{key_id}'")))?;
+        let prefix = revoked.prefix.to_string();
+        self.key_cache.remove_where(|cached| *cached == prefix);
+        Ok(revoked)
     }
 
     /// Issues a JWT for a user of a tenant. Only operator admins (and the local CLI) may.

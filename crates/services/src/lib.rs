@@ -6,6 +6,7 @@
 //! about a particular database; the CLI and the HTTP layer call the same functions.
 
 pub mod archive;
+mod cache;
 pub mod enrich;
 pub mod envelope;
 mod error;

@@ -7,6 +7,7 @@
 //! Users see and delete their own keys; a tenant's admins see and delete all of its keys.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use flywheel_core::{Principal, Subject, TenantId, ValidationErrors};
@@ -14,6 +15,7 @@ use flywheel_store::{ProviderKeyRecord, ProviderKeyStore, RewrappedDataKey, Stor
 use secrecy::zeroize::Zeroize;
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::cache::TtlCache;
 use crate::envelope::{EnvelopeError, KeyRing, Sealed};
 use crate::ServiceError;
 
@@ -45,7 +47,7 @@ pub struct ProviderKeyInfo {
 }
 
 /// A decrypted key, for the gateway to call the provider with.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ResolvedProviderKey {
     pub id: String,
     pub provider: String,
@@ -69,6 +71,8 @@ pub struct ProviderKeyService {
     store: Arc<dyn ProviderKeyStore>,
     ring: Arc<KeyRing>,
     known_providers: Vec<String>,
+    /// (tenant, owner, provider) → the newest key, or none.
+    resolved: TtlCache<(String, String, String), Option<ResolvedProviderKey>>,
 }
 
 impl std::fmt::Debug for ProviderKeyService {
@@ -99,6 +103,7 @@ impl ProviderKeyService {
             store,
             ring,
             known_providers,
+            resolved: TtlCache::new(Duration::ZERO, 1),
         }
     }
 
@@ -154,7 +159,10 @@ impl ProviderKeyService {
             updated_at: now,
         };
         match self.store.insert_provider_key(&record).await {
-            Ok(()) => Ok(info(&record)),
+            Ok(()) => {
+                self.forget(&record.tenant_id, &record.owner);
+                Ok(info(&record))
+            }
             Err(StoreError::Conflict { .. }) => Err(ServiceError::Conflict(format!(
                 "you already have a {} key named '{}'",
                 record.provider, record.name
@@ -188,6 +196,7 @@ impl ProviderKeyService {
             .delete_provider_key(&actor.tenant_id, &record.id)
             .await?
         {
+            self.forget(&record.tenant_id, &record.owner);
             Ok(())
         } else {
             Err(not_found())
@@ -196,6 +205,39 @@ impl ProviderKeyService {
 
     /// The caller's newest key for `provider`, decrypted; `None` when it has none.
     pub async fn resolve(
+        &self,
+        actor: &Principal,
+        provider: &str,
+    ) -> Result<Option<ResolvedProviderKey>, ServiceError> {
+        let cache_key = (
+            actor.tenant_id.to_string(),
+            actor.subject.to_string(),
+            provider.to_owned(),
+        );
+        if let Some(cached) = self.resolved.get(&cache_key) {
+            return Ok(cached);
+        }
+        let resolved = self.resolve_uncached(actor, provider).await?;
+        self.resolved.insert(cache_key, resolved.clone());
+        Ok(resolved)
+    }
+
+    /// Reuses resolved keys for `ttl` (`auth.key_cache_ttl`); changes made through this
+    /// process are seen at once.
+    pub fn with_cache_ttl(mut self, ttl: Duration) -> ProviderKeyService {
+        self.resolved = TtlCache::new(ttl, 10_000);
+        self
+    }
+
+    fn forget(&self, tenant: &TenantId, owner: &Subject) {
+        let (tenant, owner) = (tenant.to_string(), owner.to_string());
+        self.resolved
+            .remove_where(|(cached_tenant, cached_owner, _)| {
+                *cached_tenant == tenant && *cached_owner == owner
+            });
+    }
+
+    async fn resolve_uncached(
         &self,
         actor: &Principal,
         provider: &str,

@@ -4,6 +4,7 @@
 //! the usage, settle the budgets and log the call as an interaction — without making the
 //! caller wait for the log.
 
+mod calllog;
 mod metrics;
 pub mod routing;
 pub mod setup;
@@ -31,7 +32,7 @@ pub use metrics::GatewayMetrics;
 use routing::{Alias, Route, Target};
 
 use crate::enrich::ClientContext;
-use crate::ingest::{DetachedRecord, IngestService};
+use crate::ingest::IngestService;
 use crate::provider_keys::{ProviderKeyService, ResolvedProviderKey};
 use crate::ServiceError;
 
@@ -143,9 +144,9 @@ pub struct GatewayService {
     prices: PriceTable,
     limiter: Arc<dyn Limiter>,
     keys: Arc<ProviderKeyService>,
-    ingest: Arc<IngestService>,
     settings: GatewaySettings,
     metrics: GatewayMetrics,
+    logger: calllog::CallLogger,
 }
 
 impl std::fmt::Debug for GatewayService {
@@ -192,18 +193,27 @@ struct ChosenCredential {
 }
 
 impl GatewayService {
+    /// Builds the gateway and starts its call-log task (so it must run inside a runtime).
     pub fn new(parts: GatewayParts) -> GatewayService {
+        let metrics = GatewayMetrics::default();
+        let logger = calllog::CallLogger::spawn(parts.ingest.clone(), metrics.clone());
         GatewayService {
+            logger,
             providers: parts.providers,
             listed_models: parts.listed_models,
             aliases: parts.aliases,
             prices: parts.prices,
             limiter: parts.limiter,
             keys: parts.keys,
-            ingest: parts.ingest,
             settings: parts.settings,
-            metrics: GatewayMetrics::default(),
+            metrics,
         }
+    }
+
+    /// Logs every call already answered, then stops the call-log task. Call before the
+    /// interaction writer shuts down.
+    pub async fn shutdown(&self) {
+        self.logger.shutdown().await;
     }
 
     pub fn metrics(&self) -> &GatewayMetrics {
@@ -310,25 +320,27 @@ impl GatewayService {
                         variant: route.variant.as_ref().map(|(_, name)| name.clone()),
                         fell_back: position > 0,
                     };
-                    let interaction_id = self.log_chat(
-                        actor,
-                        &input,
-                        &route,
-                        CallSummary {
-                            route: &route_info,
-                            content: response.content.as_deref(),
-                            tool_calls: &response.tool_calls,
-                            finish_reason: Some(&response.finish_reason),
+                    let interaction_id = Uuid::now_v7();
+                    self.logger
+                        .enqueue(calllog::LogJob::Chat(Box::new(calllog::PendingChatLog {
+                            actor: actor.clone(),
+                            input,
+                            route,
+                            route_info: route_info.clone(),
+                            content: response.content.clone(),
+                            tool_calls: response.tool_calls.clone(),
+                            finish_reason: Some(response.finish_reason.clone()),
                             usage: response.usage,
                             cost,
                             duration,
                             time_to_first_token: None,
                             error: None,
-                            attempts: &attempts,
+                            incomplete: false,
+                            attempts,
                             streamed: false,
                             credential: credential_kind(&chosen),
-                        },
-                    );
+                            interaction_id,
+                        })));
                     return Ok(ChatOutcome {
                         interaction_id,
                         response,
@@ -361,10 +373,10 @@ impl GatewayService {
         });
         self.log_failure(
             actor,
-            &input,
-            &route,
-            &attempts,
-            &error,
+            input,
+            route,
+            attempts,
+            error.clone(),
             started.elapsed(),
             false,
         );
@@ -498,10 +510,10 @@ impl GatewayService {
         });
         self.log_failure(
             actor,
-            &input,
-            &route,
-            &attempts,
-            &error,
+            input,
+            route,
+            attempts,
+            error.clone(),
             started.elapsed(),
             true,
         );
@@ -1115,25 +1127,14 @@ impl GatewayService {
 
     // --- Logging ----------------------------------------------------------------------------
 
-    fn log_chat(
-        &self,
-        actor: &Principal,
-        input: &ChatInput,
-        route: &Route,
-        summary: CallSummary<'_>,
-    ) -> Uuid {
-        let document = chat_document(actor, input, route, &summary);
-        self.record(actor, document, &input.client)
-    }
-
     #[allow(clippy::too_many_arguments)]
     fn log_failure(
         &self,
         actor: &Principal,
-        input: &ChatInput,
-        route: &Route,
-        attempts: &[Value],
-        error: &ProviderError,
+        input: ChatInput,
+        route: Route,
+        attempts: Vec<Value>,
+        error: ProviderError,
         duration: Duration,
         streamed: bool,
     ) {
@@ -1145,50 +1146,43 @@ impl GatewayService {
             variant: route.variant.as_ref().map(|(_, name)| name.clone()),
             fell_back: false,
         };
-        let summary = CallSummary {
-            route: &route_info,
-            content: None,
-            tool_calls: &[],
-            finish_reason: None,
-            usage: None,
-            cost: Some(0.0),
-            duration,
-            time_to_first_token: None,
-            error: Some(error),
-            attempts,
-            streamed,
-            credential: "none",
-        };
-        self.log_chat(actor, input, route, summary);
+        self.logger
+            .enqueue(calllog::LogJob::Chat(Box::new(calllog::PendingChatLog {
+                actor: actor.clone(),
+                input,
+                route,
+                route_info,
+                content: None,
+                tool_calls: Vec::new(),
+                finish_reason: None,
+                usage: None,
+                cost: Some(0.0),
+                duration,
+                time_to_first_token: None,
+                error: Some(error),
+                incomplete: false,
+                attempts,
+                streamed,
+                credential: "none",
+                interaction_id: Uuid::now_v7(),
+            })));
     }
 
-    /// Enqueues without waiting; a full queue drops the record and counts it.
-    fn record(&self, actor: &Principal, document: Value, client: &ClientContext) -> Uuid {
-        let fallback_id = document
-            .get("interaction_id")
-            .and_then(Value::as_str)
-            .and_then(|id| Uuid::parse_str(id).ok())
-            .unwrap_or_else(Uuid::now_v7);
-        match self.ingest.record_detached(actor, document, client) {
-            DetachedRecord::Queued(id) => id,
-            DetachedRecord::Dropped => {
-                self.metrics.logs_dropped.inc();
-                tracing::warn!(
-                    "a gateway call was not logged: the interaction write queue is full"
-                );
-                fallback_id
-            }
-            DetachedRecord::Disabled => fallback_id,
-            DetachedRecord::Invalid(errors) => {
-                tracing::error!(errors = %errors, "a gateway call record did not validate");
-                fallback_id
-            }
-        }
+    /// Enqueues a finished document for logging and returns its interaction id.
+    fn record(&self, actor: &Principal, mut document: Value, client: &ClientContext) -> Uuid {
+        let interaction_id = Uuid::now_v7();
+        document["interaction_id"] = json!(interaction_id.to_string());
+        self.logger.enqueue(calllog::LogJob::Document {
+            actor: actor.clone(),
+            document,
+            client: client.clone(),
+        });
+        interaction_id
     }
 }
 
 /// What one call did, for its log record.
-struct CallSummary<'a> {
+pub(super) struct CallSummary<'a> {
     route: &'a RouteInfo,
     content: Option<&'a str>,
     tool_calls: &'a [ToolCall],
@@ -1203,7 +1197,7 @@ struct CallSummary<'a> {
     credential: &'static str,
 }
 
-fn chat_document(
+pub(super) fn chat_document(
     actor: &Principal,
     input: &ChatInput,
     route: &Route,
@@ -1420,30 +1414,28 @@ impl StreamTracker {
             ),
             Some(err) => self.gateway.observe_error(&self.labels, err),
         }
-        let content = (!self.text.is_empty()).then_some(self.text.as_str());
-        let summary = CallSummary {
-            route: &self.route_info,
-            content,
-            tool_calls: &self.tool_calls,
-            finish_reason: self.finish_reason.as_ref(),
-            usage,
-            cost,
-            duration,
-            time_to_first_token: Some(self.time_to_first_token),
-            error: None,
-            attempts: &self.attempts,
-            streamed: true,
-            credential: self.credential,
-        };
-        let mut document = chat_document(&self.actor, &self.input, &self.route, &summary);
-        if let Some(err) = &self.error {
-            document["gateway"]["error_class"] = json!(err.class.as_str());
-            document["gateway"]["error"] = json!(err.message);
-            document["gateway"]["incomplete"] = json!(true);
-        }
-        document["interaction_id"] = json!(self.interaction_id.to_string());
+        let incomplete = self.error.is_some();
         self.gateway
-            .record(&self.actor, document, &self.input.client);
+            .logger
+            .enqueue(calllog::LogJob::Chat(Box::new(calllog::PendingChatLog {
+                actor: self.actor.clone(),
+                input: self.input.clone(),
+                route: self.route.clone(),
+                route_info: self.route_info.clone(),
+                content: (!self.text.is_empty()).then(|| std::mem::take(&mut self.text)),
+                tool_calls: std::mem::take(&mut self.tool_calls),
+                finish_reason: self.finish_reason.clone(),
+                usage,
+                cost,
+                duration,
+                time_to_first_token: Some(self.time_to_first_token),
+                error: self.error.clone(),
+                incomplete,
+                attempts: std::mem::take(&mut self.attempts),
+                streamed: true,
+                credential: self.credential,
+                interaction_id: self.interaction_id,
+            })));
         let gateway = self.gateway.clone();
         let admission = self.admission.take();
         let key_reservation = self.key_reservation.take();
