@@ -161,7 +161,7 @@ impl Default for LakeConfig {
     fn default() -> LakeConfig {
         LakeConfig {
             url: None,
-            flush_max_rows: 50_000,
+            flush_max_rows: 10_000,
             flush_max_age: Duration::from_secs(30),
             flush_interval: Duration::from_secs(5),
             derive_interval: Duration::from_secs(15 * 60),

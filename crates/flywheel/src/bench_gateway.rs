@@ -5,7 +5,7 @@
 //! gateway is a real `flywheel serve` child process with interaction logging on; the load
 //! generator is this process. Scenarios: latency at concurrency 1 (direct to the mock, through
 //! Flywheel, through LiteLLM; JSON and SSE), then an open-loop rate sweep (requests scheduled
-//! at a fixed rate, latency counted from the scheduled time) until p99 passes 10 ms or errors
+//! at a fixed rate, latency counted from the scheduled time) until p99 passes the looser bound (100 ms) or errors
 //! pass 0.1 %. Every loop is bounded in time and every request goes to 127.0.0.1.
 
 use std::net::SocketAddr;
@@ -34,6 +34,9 @@ pub struct GatewayBench {
     pub litellm: Option<String>,
     /// p99 bound of a sustained rate.
     pub p99_bound: Duration,
+    /// A looser p99 bound, reported too, so a peer that never meets the strict one still has a
+    /// comparable number; sweeps continue until a step fails this one.
+    pub loose_p99_bound: Duration,
     /// TOML appended to the gateway server's configuration (for experiments).
     pub server_config: String,
 }
@@ -191,7 +194,7 @@ pub async fn run_gateway(bench: &GatewayBench) -> anyhow::Result<GatewayReport> 
                 sampler.abort();
             }
             result.peak_rss_kib = Some(peak.load(Ordering::Relaxed)).filter(|kib| *kib > 0);
-            let sustained = result.sustained(bench.p99_bound);
+            let sustained = result.sustained(bench.loose_p99_bound);
             report.rates.push(result);
             if !sustained {
                 break;
@@ -575,7 +578,7 @@ pub fn markdown(report: &GatewayReport, bench: &GatewayBench) -> String {
         ));
     }
     out.push_str(&format!(
-        "\nOpen-loop rate sweep (a step passes with p99 ≤ {} ms and < 0.1 % errors)\n\n| target | format | offered/s | achieved/s | p50 ms | p99 ms | errors | passes | server CPU µs/request |\n|---|---|---:|---:|---:|---:|---:|---|---:|\n",
+        "\nOpen-loop rate sweep (a step passes with p99 ≤ {} ms and < 0.1 % errors; a sweep stops after a step over the looser bound)\n\n| target | format | offered/s | achieved/s | p50 ms | p99 ms | errors | passes | server CPU µs/request |\n|---|---|---:|---:|---:|---:|---:|---|---:|\n",
         bench.p99_bound.as_millis()
     ));
     for result in &report.rates {
@@ -599,31 +602,34 @@ pub fn markdown(report: &GatewayReport, bench: &GatewayBench) -> String {
                 .map_or("–".to_owned(), |us| format!("{us:.0}"))
         ));
     }
-    out.push_str("\nHighest sustained rate\n\n| format | flywheel/s | litellm/s | ratio |\n|---|---:|---:|---:|\n");
+    out.push_str(
+        "\nHighest sustained rate (requests/s with < 0.1 % errors)\n\n| format | p99 bound | flywheel | litellm | ratio |\n|---|---|---:|---:|---:|\n",
+    );
     for format in ["JSON", "SSE"] {
-        let best = |target: &str| {
-            report
-                .rates
-                .iter()
-                .filter(|r| {
-                    r.target == target && r.format == format && r.sustained(bench.p99_bound)
-                })
-                .map(|r| r.offered)
-                .max()
-        };
-        let (ours, theirs) = (best("flywheel"), best("litellm"));
-        let ratio = match (ours, theirs) {
-            (Some(ours), Some(theirs)) if theirs > 0 => {
-                format!("{:.1}×", f64::from(ours) / f64::from(theirs))
-            }
-            (Some(_), None) => "peer sustained none of its rates".to_owned(),
-            _ => "–".to_owned(),
-        };
-        out.push_str(&format!(
-            "| {format} | {} | {} | {ratio} |\n",
-            ours.map_or("none".to_owned(), |r| r.to_string()),
-            theirs.map_or("none".to_owned(), |r| r.to_string()),
-        ));
+        for bound in [bench.p99_bound, bench.loose_p99_bound] {
+            let best = |target: &str| {
+                report
+                    .rates
+                    .iter()
+                    .filter(|r| r.target == target && r.format == format && r.sustained(bound))
+                    .map(|r| r.offered)
+                    .max()
+            };
+            let (ours, theirs) = (best("flywheel"), best("litellm"));
+            let ratio = match (ours, theirs) {
+                (Some(ours), Some(theirs)) if theirs > 0 => {
+                    format!("{:.0}×", f64::from(ours) / f64::from(theirs))
+                }
+                (Some(_), None) => "peer sustained none of its rates".to_owned(),
+                _ => "–".to_owned(),
+            };
+            out.push_str(&format!(
+                "| {format} | {} ms | {} | {} | {ratio} |\n",
+                bound.as_millis(),
+                ours.map_or("none".to_owned(), |r| r.to_string()),
+                theirs.map_or("none".to_owned(), |r| r.to_string()),
+            ));
+        }
     }
     let mib = |kib: Option<u64>| {
         kib.map_or("–".to_owned(), |kib| {

@@ -116,6 +116,9 @@ pub enum BenchCommand {
         /// The p99 bound of a sustained rate, in milliseconds.
         #[arg(long, default_value_t = 10)]
         p99_ms: u64,
+        /// A looser p99 bound also reported (and where sweeps stop), in milliseconds.
+        #[arg(long, default_value_t = 100)]
+        loose_p99_ms: u64,
         /// A TOML file appended to the gateway server's configuration (to try settings).
         #[arg(long, value_name = "FILE")]
         server_config: Option<std::path::PathBuf>,

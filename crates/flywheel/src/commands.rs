@@ -79,6 +79,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     litellm,
                     no_peer,
                     p99_ms,
+                    loose_p99_ms,
                     server_config,
                 },
         } => {
@@ -95,6 +96,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     .map_err(|err| anyhow::anyhow!("--peer-rates: {err}"))?,
                 litellm: (!no_peer).then_some(litellm),
                 p99_bound: Duration::from_millis(p99_ms),
+                loose_p99_bound: Duration::from_millis(loose_p99_ms.max(p99_ms)),
                 server_config,
             };
             let report = crate::bench_gateway::run_gateway(&bench).await?;
