@@ -162,6 +162,8 @@ impl Components {
         config: &Config,
         bootstrap_key: Option<&SecretString>,
     ) -> anyhow::Result<Option<BootstrapOutcome>> {
+        // Not ready until the bootstrap is done too: a key checked in between would be unknown.
+        self.store.begin_setup();
         self.store
             .migrate()
             .await
@@ -175,6 +177,7 @@ impl Components {
             )
             .await
             .context("bootstrapping the operator tenant")?;
+        self.store.finish_setup();
         if let Some(outcome) = &outcome {
             announce_bootstrap(outcome);
         }

@@ -56,6 +56,9 @@ pub struct Store {
     pool: Pool,
     max_connections: u32,
     migrated: Arc<AtomicBool>,
+    /// Set while the caller still completes setup after migrating (e.g. the bootstrap), so
+    /// readiness is not reported between the two.
+    setup_pending: Arc<AtomicBool>,
     /// SQLite's dedicated interaction-writer connection (closed with the store).
     sqlite_writer: Option<SqlitePool>,
     /// The task that truncates the SQLite WAL at close: its stop signal and handle.
@@ -191,6 +194,7 @@ impl Store {
             pool,
             max_connections,
             migrated: Arc::new(AtomicBool::new(false)),
+            setup_pending: Arc::new(AtomicBool::new(false)),
             checkpointer: Arc::new(std::sync::Mutex::new(None)),
             sqlite_writer: None,
             tenants,
@@ -221,13 +225,22 @@ impl Store {
         Ok(())
     }
 
+    /// Holds readiness back until [`Store::finish_setup`], even once migrations are applied.
+    pub fn begin_setup(&self) {
+        self.setup_pending.store(true, Ordering::SeqCst);
+    }
+
+    pub fn finish_setup(&self) {
+        self.setup_pending.store(false, Ordering::SeqCst);
+    }
+
     pub fn is_migrated(&self) -> bool {
         self.migrated.load(Ordering::SeqCst)
     }
 
     /// Ready means: migrations applied by this process and the database answers now.
     pub async fn ready(&self) -> Result<(), StoreError> {
-        if !self.is_migrated() {
+        if !self.is_migrated() || self.setup_pending.load(Ordering::SeqCst) {
             return Err(StoreError::NotReady);
         }
         let ping = match &self.pool {
