@@ -68,12 +68,7 @@ impl AnthropicProvider {
         platform_key: Option<SecretString>,
         default_max_tokens: u32,
     ) -> Result<AnthropicProvider, ProviderError> {
-        let client = reqwest::Client::builder()
-            .connect_timeout(settings.connect_timeout)
-            .pool_max_idle_per_host(256)
-            .tcp_nodelay(true)
-            .build()
-            .map_err(|err| ProviderError::from_reqwest(name, &err))?;
+        let client = crate::sse::client(name, &settings)?;
         Ok(AnthropicProvider {
             name: name.to_owned(),
             settings,

@@ -77,14 +77,7 @@ impl GeminiProvider {
         settings: HttpSettings,
         platform_key: Option<SecretString>,
     ) -> Result<GeminiProvider, ProviderError> {
-        let client = reqwest::Client::builder()
-            .connect_timeout(settings.connect_timeout)
-            .pool_max_idle_per_host(256)
-            .tcp_nodelay(true)
-            .build()
-            .map_err(|err| {
-                ProviderError::new(name, ErrorClass::Connect, format!("HTTP client: {err}"))
-            })?;
+        let client = crate::sse::client(name, &settings)?;
         Ok(GeminiProvider {
             name: name.to_owned(),
             settings,

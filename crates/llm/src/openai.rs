@@ -81,14 +81,7 @@ impl OpenAiProvider {
         platform_key: Option<SecretString>,
         unsupported_parameters: Vec<String>,
     ) -> Result<OpenAiProvider, ProviderError> {
-        let client = reqwest::Client::builder()
-            .connect_timeout(settings.connect_timeout)
-            .pool_max_idle_per_host(256)
-            .tcp_nodelay(true)
-            .build()
-            .map_err(|err| {
-                ProviderError::new(name, ErrorClass::Connect, format!("HTTP client: {err}"))
-            })?;
+        let client = crate::sse::client(name, &settings)?;
         let url = |path: &str| {
             let text = format!("{}{path}", settings.base_url.trim_end_matches('/'));
             reqwest::Url::parse(&text).map_err(|err| {

@@ -16,6 +16,23 @@ use crate::{scrub, ErrorClass, ProviderError};
 /// Longest error body read from an upstream, to keep a misbehaving server from filling memory.
 const MAX_ERROR_BODY: usize = 16 * 1024;
 
+/// The HTTP client every HTTP adapter uses: the configured connect timeout, a large idle pool
+/// (a busy gateway keeps many upstream connections warm) and TCP_NODELAY (stream events must
+/// not wait for Nagle's algorithm).
+pub fn client(
+    provider: &str,
+    settings: &crate::HttpSettings,
+) -> Result<reqwest::Client, ProviderError> {
+    reqwest::Client::builder()
+        .connect_timeout(settings.connect_timeout)
+        .pool_max_idle_per_host(256)
+        .tcp_nodelay(true)
+        .build()
+        .map_err(|err| {
+            ProviderError::new(provider, ErrorClass::Connect, format!("HTTP client: {err}"))
+        })
+}
+
 /// The events of a `text/event-stream` answer.
 pub fn events(
     provider: &str,

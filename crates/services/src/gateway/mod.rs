@@ -185,6 +185,14 @@ struct Admission {
     usd_charges: Vec<usize>,
 }
 
+/// A route entry ready to be called.
+struct PreparedTarget {
+    provider: Arc<dyn Provider>,
+    request: ChatRequest,
+    chosen: ChosenCredential,
+    key_reservation: Option<Reservation>,
+}
+
 /// The credential chosen for one target.
 struct ChosenCredential {
     credential: Credential,
@@ -266,39 +274,27 @@ impl GatewayService {
         let mut attempts: Vec<Value> = Vec::new();
         let mut last_error: Option<ProviderError> = None;
         for (position, target) in route.targets.iter().enumerate() {
-            let Some(provider) = self.providers.get(&target.provider).cloned() else {
-                continue;
-            };
-            let mut request = input.request.clone();
-            request.model = target.model.clone();
-            if let Err(unsupported) = provider.check(&request) {
-                if position == 0 {
-                    self.release(&admission).await;
-                    return Err(unsupported_error(&unsupported));
-                }
-                attempts.push(json!({"provider": target.provider, "model": target.model, "skipped": unsupported.to_string()}));
-                continue;
-            }
-            let chosen = match self.credential_for(actor, target).await {
-                Ok(chosen) => chosen,
-                Err(err) if route.targets.len() == position + 1 && last_error.is_none() => {
+            let prepared = self
+                .prepare_target(
+                    actor,
+                    &input,
+                    target,
+                    position == 0,
+                    position + 1 == route.targets.len() && last_error.is_none(),
+                    &mut attempts,
+                )
+                .await;
+            let PreparedTarget {
+                provider,
+                request,
+                chosen,
+                key_reservation,
+            } = match prepared {
+                Ok(Some(prepared)) => prepared,
+                Ok(None) => continue,
+                Err(err) => {
                     self.release(&admission).await;
                     return Err(err);
-                }
-                Err(err) => {
-                    attempts.push(json!({"provider": target.provider, "model": target.model, "skipped": err.to_string()}));
-                    continue;
-                }
-            };
-            let key_reservation = match self.reserve_user_key(&chosen, &request).await {
-                Ok(reservation) => reservation,
-                Err(err) => {
-                    attempts.push(json!({"provider": target.provider, "model": target.model, "skipped": err.to_string()}));
-                    if position + 1 == route.targets.len() && last_error.is_none() {
-                        self.release(&admission).await;
-                        return Err(err);
-                    }
-                    continue;
                 }
             };
             let labels = GatewayMetrics::labels(&target.provider, &target.model);
@@ -352,35 +348,16 @@ impl GatewayService {
                 Err(err) => {
                     self.settle_user_key(key_reservation, &Usage::default(), Some(0.0))
                         .await;
-                    self.observe_error(&labels, &err);
-                    attempts.push(json!({"provider": target.provider, "model": target.model, "error_class": err.class.as_str()}));
-                    let fall_back = err.class.fallback_eligible();
+                    let fall_back = self.note_failure(&labels, &err, &mut attempts);
                     last_error = Some(err);
                     if !fall_back {
                         break;
                     }
-                    self.metrics.fallbacks.get_or_create(&labels).inc();
                 }
             }
         }
         self.settle(&admission, &Usage::default(), Some(0.0)).await;
-        let error = last_error.unwrap_or_else(|| {
-            ProviderError::new(
-                "gateway",
-                ErrorClass::InvalidRequest,
-                "no entry of the route could take this request",
-            )
-        });
-        self.log_failure(
-            actor,
-            input,
-            route,
-            attempts,
-            error.clone(),
-            started.elapsed(),
-            false,
-        );
-        Err(upstream_error(&error))
+        Err(self.route_failed(actor, input, route, attempts, last_error, started, false))
     }
 
     /// A streamed chat completion. Returns once the first event arrived (falling back while
@@ -395,39 +372,27 @@ impl GatewayService {
         let mut attempts: Vec<Value> = Vec::new();
         let mut last_error: Option<ProviderError> = None;
         for (position, target) in route.targets.iter().enumerate() {
-            let Some(provider) = self.providers.get(&target.provider).cloned() else {
-                continue;
-            };
-            let mut request = input.request.clone();
-            request.model = target.model.clone();
-            if let Err(unsupported) = provider.check(&request) {
-                if position == 0 {
-                    self.release(&admission).await;
-                    return Err(unsupported_error(&unsupported));
-                }
-                attempts.push(json!({"provider": target.provider, "model": target.model, "skipped": unsupported.to_string()}));
-                continue;
-            }
-            let chosen = match self.credential_for(actor, target).await {
-                Ok(chosen) => chosen,
-                Err(err) if route.targets.len() == position + 1 && last_error.is_none() => {
+            let prepared = self
+                .prepare_target(
+                    actor,
+                    &input,
+                    target,
+                    position == 0,
+                    position + 1 == route.targets.len() && last_error.is_none(),
+                    &mut attempts,
+                )
+                .await;
+            let PreparedTarget {
+                provider,
+                request,
+                chosen,
+                key_reservation,
+            } = match prepared {
+                Ok(Some(prepared)) => prepared,
+                Ok(None) => continue,
+                Err(err) => {
                     self.release(&admission).await;
                     return Err(err);
-                }
-                Err(err) => {
-                    attempts.push(json!({"provider": target.provider, "model": target.model, "skipped": err.to_string()}));
-                    continue;
-                }
-            };
-            let key_reservation = match self.reserve_user_key(&chosen, &request).await {
-                Ok(reservation) => reservation,
-                Err(err) => {
-                    attempts.push(json!({"provider": target.provider, "model": target.model, "skipped": err.to_string()}));
-                    if position + 1 == route.targets.len() && last_error.is_none() {
-                        self.release(&admission).await;
-                        return Err(err);
-                    }
-                    continue;
                 }
             };
             let labels = GatewayMetrics::labels(&target.provider, &target.model);
@@ -489,18 +454,102 @@ impl GatewayService {
                 Err(err) => {
                     self.settle_user_key(key_reservation, &Usage::default(), Some(0.0))
                         .await;
-                    self.observe_error(&labels, &err);
-                    attempts.push(json!({"provider": target.provider, "model": target.model, "error_class": err.class.as_str()}));
-                    let fall_back = err.class.fallback_eligible();
+                    let fall_back = self.note_failure(&labels, &err, &mut attempts);
                     last_error = Some(err);
                     if !fall_back {
                         break;
                     }
-                    self.metrics.fallbacks.get_or_create(&labels).inc();
                 }
             }
         }
         self.settle(&admission, &Usage::default(), Some(0.0)).await;
+        Err(self.route_failed(actor, input, route, attempts, last_error, started, true))
+    }
+
+    /// Makes one route entry ready to call: the provider, the request for its model, the
+    /// credential and the stored key's budget. `Ok(None)` skips the entry (recorded in
+    /// `attempts`); an error answers the request — a parameter the first entry cannot honour,
+    /// or the last entry's missing credential or budget when nothing was tried before it.
+    async fn prepare_target(
+        &self,
+        actor: &Principal,
+        input: &ChatInput,
+        target: &Target,
+        is_first: bool,
+        is_last_hope: bool,
+        attempts: &mut Vec<Value>,
+    ) -> Result<Option<PreparedTarget>, ServiceError> {
+        let Some(provider) = self.providers.get(&target.provider).cloned() else {
+            return Ok(None);
+        };
+        let mut request = input.request.clone();
+        request.model = target.model.clone();
+        let mut skip = |reason: String| {
+            attempts.push(
+                json!({"provider": target.provider, "model": target.model, "skipped": reason}),
+            );
+        };
+        if let Err(unsupported) = provider.check(&request) {
+            if is_first {
+                return Err(unsupported_error(&unsupported));
+            }
+            skip(unsupported.to_string());
+            return Ok(None);
+        }
+        let chosen = match self.credential_for(actor, target).await {
+            Ok(chosen) => chosen,
+            Err(err) if is_last_hope => return Err(err),
+            Err(err) => {
+                skip(err.to_string());
+                return Ok(None);
+            }
+        };
+        let key_reservation = match self.reserve_user_key(&chosen, &request).await {
+            Ok(reservation) => reservation,
+            Err(err) => {
+                skip(err.to_string());
+                if is_last_hope {
+                    return Err(err);
+                }
+                return Ok(None);
+            }
+        };
+        Ok(Some(PreparedTarget {
+            provider,
+            request,
+            chosen,
+            key_reservation,
+        }))
+    }
+
+    /// Counts a failed entry and says whether the next one may be tried.
+    fn note_failure(
+        &self,
+        labels: &metrics::ModelLabels,
+        err: &ProviderError,
+        attempts: &mut Vec<Value>,
+    ) -> bool {
+        self.observe_error(labels, err);
+        attempts.push(json!({"provider": labels.provider, "model": labels.model, "error_class": err.class.as_str()}));
+        let fall_back = err.class.fallback_eligible();
+        if fall_back {
+            self.metrics.fallbacks.get_or_create(labels).inc();
+        }
+        fall_back
+    }
+
+    /// Logs a request no entry answered and turns its last error into the caller's error.
+    #[allow(clippy::too_many_arguments)]
+    fn route_failed(
+        &self,
+        actor: &Principal,
+        input: ChatInput,
+        route: Route,
+        attempts: Vec<Value>,
+        last_error: Option<ProviderError>,
+        started: Instant,
+        streamed: bool,
+    ) -> ServiceError {
         let error = last_error.unwrap_or_else(|| {
             ProviderError::new(
                 "gateway",
@@ -508,16 +557,17 @@ impl GatewayService {
                 "no entry of the route could take this request",
             )
         });
+        let failure = upstream_error(&error);
         self.log_failure(
             actor,
             input,
             route,
             attempts,
-            error.clone(),
+            error,
             started.elapsed(),
-            true,
+            streamed,
         );
-        Err(upstream_error(&error))
+        failure
     }
 
     /// Embeddings through the first target that has them.
