@@ -8,6 +8,7 @@
 
 mod gateway;
 mod load;
+mod models;
 mod secret;
 
 use std::net::SocketAddr;
@@ -19,6 +20,10 @@ use serde::{Deserialize, Serialize};
 pub use gateway::{
     AliasConfig, Budget, BudgetsConfig, GatewayConfig, LimitsConfig, PriceOverride, ProviderConfig,
     ProviderKindConfig, TenantGatewayConfig, ValidationConfig, VariantConfig,
+};
+pub use models::{
+    ConciergeConfig, LocalChatModelConfig, LocalEmbeddingModelConfig, ModelsConfig,
+    TenantConciergeConfig, DEFAULT_CHAT_MODEL, DEFAULT_EMBEDDING_MODEL,
 };
 pub use load::{ConfigError, Overrides, NON_CONFIG_ENV_VARS};
 pub use secret::{redact_url_password, SecretRef, SecretRefError};
@@ -41,6 +46,8 @@ pub struct Config {
     pub bootstrap: BootstrapConfig,
     pub gateway: GatewayConfig,
     pub limits: LimitsConfig,
+    pub models: ModelsConfig,
+    pub concierge: ConciergeConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -270,6 +277,8 @@ impl Default for Config {
             bootstrap: BootstrapConfig::default(),
             gateway: GatewayConfig::default(),
             limits: LimitsConfig::default(),
+            models: ModelsConfig::default(),
+            concierge: ConciergeConfig::default(),
         }
     }
 }

@@ -159,6 +159,7 @@ impl From<ServiceError> for ApiError {
                     "model_not_found" => (StatusCode::NOT_FOUND, "model_not_found"),
                     "authentication" => (StatusCode::BAD_GATEWAY, "upstream_authentication"),
                     "overloaded" => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
+                    "unavailable" => (StatusCode::SERVICE_UNAVAILABLE, "model_unavailable"),
                     _ => (StatusCode::BAD_GATEWAY, "upstream_error"),
                 };
                 tracing::warn!(provider = %failure.provider, class = failure.class, upstream_status = ?failure.upstream_status, error = %failure.message, "model provider failed");

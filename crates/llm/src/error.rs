@@ -26,6 +26,9 @@ pub enum ErrorClass {
     InvalidResponse,
     /// A local model's queue is full.
     Overloaded,
+    /// The model cannot answer at all right now: a local model that is missing, still
+    /// loading or failed to load. The message says what to do.
+    Unavailable,
 }
 
 impl ErrorClass {
@@ -41,6 +44,7 @@ impl ErrorClass {
             ErrorClass::ContentFilter => "content_filter",
             ErrorClass::InvalidResponse => "invalid_response",
             ErrorClass::Overloaded => "overloaded",
+            ErrorClass::Unavailable => "unavailable",
         }
     }
 
