@@ -6,7 +6,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use secrecy::SecretString;
 
-use crate::types::{ChatRequest, ChatResponse, ChatStream, EmbeddingRequest, EmbeddingResponse};
+use crate::types::{ChatMessage, ChatRequest, ChatResponse, ChatStream, EmbeddingRequest, EmbeddingResponse};
 use crate::{ErrorClass, ProviderError, Unsupported};
 
 /// Which credential to call with.
@@ -109,5 +109,19 @@ pub trait Provider: Send + Sync + fmt::Debug {
 
     fn supports_embeddings(&self) -> bool {
         false
+    }
+
+    /// The context window of `model` in tokens, when the provider knows it (local models
+    /// read it from their files).
+    fn context_window(&self, model: &str) -> Option<usize> {
+        let _ = model;
+        None
+    }
+
+    /// The exact prompt size of `messages` for `model` (its tokenizer and chat template), when
+    /// the provider can count locally.
+    fn count_prompt_tokens(&self, model: &str, messages: &[ChatMessage]) -> Option<usize> {
+        let _ = (model, messages);
+        None
     }
 }

@@ -51,8 +51,12 @@ pub async fn chat(
         .rposition(|message| message["role"] == "user")
         .map(|index| texts[index].as_str())
         .unwrap_or_default();
+    // Like a real model, answer in text once the tool's result is in: only a turn that ends
+    // with the user's message calls a tool.
+    let answered_tool = messages.last().is_some_and(|message| message["role"] == "tool");
     let tools: Vec<String> = request["tools"]
         .as_array()
+        .filter(|_| !answered_tool)
         .map(|tools| {
             tools
                 .iter()

@@ -7,6 +7,7 @@
 
 pub mod archive;
 mod cache;
+pub mod concierge;
 pub mod enrich;
 pub mod envelope;
 mod error;

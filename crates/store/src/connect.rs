@@ -12,7 +12,7 @@ use sqlx::sqlite::{
 };
 
 use crate::identity::{PgBackend, SqliteBackend};
-use crate::{ApiKeyStore, InteractionStore, ProviderKeyStore, StoreError, TenantStore};
+use crate::{ApiKeyStore, ConciergeStore, InteractionStore, ProviderKeyStore, StoreError, TenantStore};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -293,6 +293,19 @@ impl Store {
 
     pub fn interactions(&self) -> Arc<dyn InteractionStore> {
         self.interactions.clone()
+    }
+
+    pub fn concierge(&self) -> Arc<dyn ConciergeStore> {
+        match &self.pool {
+            Pool::Sqlite(pool) => Arc::new(SqliteBackend {
+                pool: pool.clone(),
+                writer: self.sqlite_writer.clone().unwrap_or_else(|| pool.clone()),
+            }),
+            Pool::Postgres(pool) => Arc::new(PgBackend {
+                pool: pool.clone(),
+                writer: pool.clone(),
+            }),
+        }
     }
 
     pub fn provider_keys(&self) -> Arc<dyn ProviderKeyStore> {

@@ -6,12 +6,17 @@
 //! behaviour difference between backends is a bug, caught by the shared test suite.
 //! Migrations are embedded per backend and applied at start or by `flywheel migrate`.
 
+mod concierge;
 mod connect;
 mod error;
 mod identity;
 mod interactions;
 mod provider_keys;
 
+pub use concierge::{
+    ConciergeMessageRecord, ConciergeSessionRecord, ConciergeSessionSummary, ConciergeStore,
+    ErasureRecord, MessageCompletion, CONCIERGE_INTERACTION_TYPES,
+};
 pub use connect::{ConnectOptions, PoolStats, Store};
 pub use error::StoreError;
 pub use identity::{ApiKeyRecord, ApiKeyStore, NewApiKey, TenantStore};

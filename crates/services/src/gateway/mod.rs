@@ -135,6 +135,24 @@ pub struct ModelEntry {
     pub owned_by: String,
 }
 
+/// What the gateway knows about a model before calling it (see
+/// [`GatewayService::model_profile`]).
+#[derive(Debug, Clone)]
+pub struct ModelProfile {
+    pub provider: Arc<dyn Provider>,
+    /// The provider's own model id.
+    pub model: String,
+    pub supports_tools: bool,
+    pub context_window: Option<usize>,
+}
+
+impl ModelProfile {
+    /// The exact prompt size when the provider can count it, else `None`.
+    pub fn count_prompt_tokens(&self, messages: &[flywheel_llm::ChatMessage]) -> Option<usize> {
+        self.provider.count_prompt_tokens(&self.model, messages)
+    }
+}
+
 /// The gateway. Cheap to share behind an `Arc`.
 pub struct GatewayService {
     providers: BTreeMap<String, Arc<dyn Provider>>,
@@ -261,6 +279,45 @@ impl GatewayService {
             owned_by: provider,
         }));
         models
+    }
+
+    /// What the first entry of `model`'s route can tell before any call: its context window
+    /// and an exact prompt counter, when its provider has them (local models do), and whether
+    /// it accepts tool definitions. Used by the concierge to trim history and pick its tool
+    /// route. Budgets and variants are not touched.
+    pub fn model_profile(&self, actor: &Principal, model: &str) -> Result<ModelProfile, ServiceError> {
+        let route = self.route(actor, model, None)?;
+        let target = route.targets.first().cloned().ok_or_else(|| {
+            ServiceError::NotFound(format!("a route for `{model}`"))
+        })?;
+        let provider = self.providers.get(&target.provider).cloned().ok_or_else(|| {
+            ServiceError::NotFound(format!("provider `{}`", target.provider))
+        })?;
+        let probe = ChatRequest {
+            model: target.model.clone(),
+            messages: vec![flywheel_llm::ChatMessage::text(flywheel_llm::Role::User, "probe")],
+            tools: vec![flywheel_llm::ToolDefinition {
+                name: "probe".to_owned(),
+                description: None,
+                parameters: json!({"type": "object", "properties": {}}),
+                strict: None,
+            }],
+            ..ChatRequest::default()
+        };
+        Ok(ModelProfile {
+            supports_tools: provider.check(&probe).is_ok(),
+            context_window: provider.context_window(&target.model),
+            provider,
+            model: target.model,
+        })
+    }
+
+    /// The cost of `usage` on the provider and model that answered, from the price table;
+    /// `None` when the model has no price (the gateway has counted and logged that already).
+    pub fn cost_of(&self, route: &RouteInfo, usage: &Usage) -> Option<f64> {
+        self.prices
+            .lookup(&route.provider, &route.model)
+            .map(|price| flywheel_llm::pricing::cost(price, usage))
     }
 
     /// A non-streamed chat completion.

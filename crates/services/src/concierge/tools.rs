@@ -1,0 +1,322 @@
+//! The concierge's tools: a registry of named functions with JSON-Schema arguments, offered to
+//! models that support function calling, and chosen by a deterministic router for models that
+//! do not.
+//!
+//! The deterministic router is deliberately simple and visible: `lookup_profile` runs when the
+//! message speaks about the user's own business (first-person words), `search_knowledge` when it
+//! asks a question. Their results are given to the model as context. docs/concierge.md lists the
+//! rules.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use flywheel_core::TenantId;
+use flywheel_llm::ToolDefinition;
+use flywheel_store::{InteractionFilter, InteractionStore};
+use serde_json::{json, Map, Value};
+
+/// What a tool may know about the conversation it serves.
+#[derive(Debug, Clone)]
+pub struct ToolContext {
+    pub tenant_id: TenantId,
+    /// The user the conversation is with.
+    pub user_id: String,
+    /// The subject profile given when the session started.
+    pub profile: Option<Value>,
+}
+
+/// A failed tool call; the message is given to the model as the tool's result.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct ToolError(pub String);
+
+/// A function the concierge can call.
+#[async_trait]
+pub trait ConciergeTool: Send + Sync {
+    fn name(&self) -> &'static str;
+    fn description(&self) -> &'static str;
+    /// JSON Schema of the arguments object.
+    fn parameters(&self) -> Value;
+    /// For the deterministic route: the arguments to call this tool with for `message`, or
+    /// `None` when the message does not call for it.
+    fn route(&self, message: &str) -> Option<Value>;
+    async fn call(&self, context: &ToolContext, arguments: Value) -> Result<Value, ToolError>;
+}
+
+/// The tools the concierge has, by name.
+#[derive(Clone, Default)]
+pub struct ToolRegistry {
+    tools: BTreeMap<&'static str, Arc<dyn ConciergeTool>>,
+}
+
+impl std::fmt::Debug for ToolRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.tools.keys()).finish()
+    }
+}
+
+impl ToolRegistry {
+    /// The built-in tools: `lookup_profile` (over the session's profile and the user's recorded
+    /// interactions) and `search_knowledge` (until a knowledge base is configured it answers
+    /// that none is).
+    pub fn builtin(interactions: Arc<dyn InteractionStore>) -> ToolRegistry {
+        let mut registry = ToolRegistry::default();
+        registry.register(Arc::new(LookupProfile { interactions }));
+        registry.register(Arc::new(SearchKnowledge));
+        registry
+    }
+
+    pub fn register(&mut self, tool: Arc<dyn ConciergeTool>) {
+        self.tools.insert(tool.name(), tool);
+    }
+
+    pub fn definitions(&self) -> Vec<ToolDefinition> {
+        self.tools
+            .values()
+            .map(|tool| ToolDefinition {
+                name: tool.name().to_owned(),
+                description: Some(tool.description().to_owned()),
+                parameters: tool.parameters(),
+                strict: None,
+            })
+            .collect()
+    }
+
+    /// The deterministic route's choice for `message`: `(tool, arguments)` in name order.
+    pub fn route(&self, message: &str) -> Vec<(&'static str, Value)> {
+        self.tools
+            .values()
+            .filter_map(|tool| tool.route(message).map(|args| (tool.name(), args)))
+            .collect()
+    }
+
+    /// Calls a tool by name with arguments given as JSON text (as a model produces them).
+    /// Unknown tools and malformed arguments are errors the model is told about.
+    pub async fn call(
+        &self,
+        context: &ToolContext,
+        name: &str,
+        arguments: &str,
+    ) -> Result<Value, ToolError> {
+        let tool = self.tools.get(name).ok_or_else(|| {
+            ToolError(format!(
+                "there is no tool `{name}`; available: {}",
+                self.tools.keys().copied().collect::<Vec<_>>().join(", ")
+            ))
+        })?;
+        let arguments: Value = if arguments.trim().is_empty() {
+            json!({})
+        } else {
+            serde_json::from_str(arguments)
+                .map_err(|err| ToolError(format!("the arguments are not valid JSON: {err}")))?
+        };
+        if !arguments.is_object() {
+            return Err(ToolError("the arguments must be a JSON object".to_owned()));
+        }
+        tool.call(context, arguments).await
+    }
+}
+
+/// Words by which a message speaks about the user's own business.
+const FIRST_PERSON: [&str; 9] = ["i", "i'm", "me", "my", "mine", "we", "we're", "our", "us"];
+/// Words that open a question.
+const QUESTION_WORDS: [&str; 14] = [
+    "how", "what", "which", "why", "when", "where", "who", "can", "could", "should", "do", "does",
+    "is", "are",
+];
+
+fn words(message: &str) -> impl Iterator<Item = String> + '_ {
+    message
+        .split(|c: char| !(c.is_alphanumeric() || c == '\''))
+        .filter(|word| !word.is_empty())
+        .map(str::to_lowercase)
+}
+
+/// Whether a message speaks about the user's own business: a first-person word or "profile".
+fn speaks_about_self(message: &str) -> bool {
+    words(message).any(|word| FIRST_PERSON.contains(&word.as_str()) || word == "profile")
+}
+
+/// `lookup_profile`: who the user is (the session's profile) and what they have done (a
+/// summary of their recorded interactions and outcomes).
+struct LookupProfile {
+    interactions: Arc<dyn InteractionStore>,
+}
+
+/// How many of the user's latest interactions the activity summary reads.
+const PROFILE_ACTIVITY_WINDOW: u32 = 500;
+
+#[async_trait]
+impl ConciergeTool for LookupProfile {
+    fn name(&self) -> &'static str {
+        "lookup_profile"
+    }
+
+    fn description(&self) -> &'static str {
+        "The profile of the person in this conversation (company, focus areas, revenue tier, \
+         team size, goals) and a summary of their recorded activity: partner matches, demos \
+         booked, deals closed and their value."
+    }
+
+    fn parameters(&self) -> Value {
+        json!({"type": "object", "properties": {}, "additionalProperties": false})
+    }
+
+    fn route(&self, message: &str) -> Option<Value> {
+        speaks_about_self(message).then(|| json!({}))
+    }
+
+    async fn call(&self, context: &ToolContext, _arguments: Value) -> Result<Value, ToolError> {
+        let filter = InteractionFilter {
+            user_id: Some(context.user_id.clone()),
+            ..InteractionFilter::default()
+        };
+        let recent = self
+            .interactions
+            .list_interactions(&context.tenant_id, &filter, None, PROFILE_ACTIVITY_WINDOW)
+            .await
+            .map_err(|err| ToolError(format!("the activity could not be read: {err}")))?;
+        let mut by_type: BTreeMap<String, u64> = BTreeMap::new();
+        let (mut matches, mut demos, mut deals) = (0u64, 0u64, 0u64);
+        let mut deal_value = 0.0f64;
+        let mut partners = std::collections::BTreeSet::new();
+        for interaction in &recent {
+            *by_type
+                .entry(interaction.interaction_type.clone())
+                .or_default() += 1;
+            let Some(Value::Object(outcomes)) = interaction.document.get("outcomes") else {
+                continue;
+            };
+            let flag = |name: &str| outcomes.get(name).and_then(Value::as_bool) == Some(true);
+            if flag("partner_matched") {
+                matches += 1;
+            }
+            if flag("demo_booked") {
+                demos += 1;
+            }
+            if flag("deal_closed") {
+                deals += 1;
+                deal_value += outcomes
+                    .get("deal_value")
+                    .and_then(Value::as_f64)
+                    .unwrap_or(0.0);
+            }
+            if let Some(partner) = outcomes.get("partner_id").and_then(Value::as_str) {
+                partners.insert(partner.to_owned());
+            }
+        }
+        let mut activity = Map::new();
+        activity.insert("interactions_read".into(), json!(recent.len()));
+        activity.insert("by_type".into(), json!(by_type));
+        activity.insert("partner_matches".into(), json!(matches));
+        activity.insert("demos_booked".into(), json!(demos));
+        activity.insert("deals_closed".into(), json!(deals));
+        activity.insert("deal_value_total".into(), json!(deal_value));
+        activity.insert("partners".into(), json!(partners));
+        activity.insert(
+            "last_interaction_at".into(),
+            json!(recent.first().map(|i| i.timestamp.to_rfc3339())),
+        );
+        Ok(json!({
+            "user_id": context.user_id,
+            "profile": context.profile.clone().unwrap_or(Value::Null),
+            "activity": activity,
+        }))
+    }
+}
+
+/// `search_knowledge`: passages from the tenant's knowledge base. No knowledge base exists yet,
+/// so it says so (and the model is told); the knowledge-base service replaces this body.
+struct SearchKnowledge;
+
+#[async_trait]
+impl ConciergeTool for SearchKnowledge {
+    fn name(&self) -> &'static str {
+        "search_knowledge"
+    }
+
+    fn description(&self) -> &'static str {
+        "Search the knowledge base (partner information, guides, FAQs) for passages relevant \
+         to a query."
+    }
+
+    fn parameters(&self) -> Value {
+        json!({
+            "type": "object",
+            "properties": {"query": {"type": "string", "description": "What to look for."}},
+            "required": ["query"],
+            "additionalProperties": false
+        })
+    }
+
+    fn route(&self, message: &str) -> Option<Value> {
+        let is_question = message.contains('?')
+            || words(message)
+                .next()
+                .is_some_and(|first| QUESTION_WORDS.contains(&first.as_str()));
+        is_question.then(|| json!({"query": message}))
+    }
+
+    async fn call(&self, _context: &ToolContext, arguments: Value) -> Result<Value, ToolError> {
+        let query = arguments
+            .get("query")
+            .and_then(Value::as_str)
+            .filter(|query| !query.trim().is_empty())
+            .ok_or_else(|| ToolError("`query` (a non-empty string) is required".to_owned()))?;
+        Ok(json!({
+            "query": query,
+            "available": false,
+            "results": [],
+            "note": "no knowledge base is configured for this tenant yet; answer from general knowledge and say so",
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_deterministic_route_follows_its_rules() {
+        let registry = ToolRegistry {
+            tools: BTreeMap::from([
+                ("search_knowledge", Arc::new(SearchKnowledge) as Arc<dyn ConciergeTool>),
+            ]),
+        };
+        assert_eq!(registry.route("How do I grow?").len(), 1);
+        assert_eq!(registry.route("Tell me a joke").len(), 0);
+        assert!(speaks_about_self("What fits my company"));
+        assert!(speaks_about_self("Show my PROFILE"));
+        assert!(!speaks_about_self("Tell a joke"));
+        assert!(!speaks_about_self("Summarise it"));
+    }
+
+    #[tokio::test]
+    async fn search_knowledge_requires_a_query() {
+        let context = ToolContext {
+            tenant_id: TenantId::parse("t1").unwrap_or_else(|_| unreachable!()),
+            user_id: "u".into(),
+            profile: None,
+        };
+        let registry = ToolRegistry {
+            tools: BTreeMap::from([(
+                "search_knowledge",
+                Arc::new(SearchKnowledge) as Arc<dyn ConciergeTool>,
+            )]),
+        };
+        assert!(registry
+            .call(&context, "search_knowledge", "{}")
+            .await
+            .is_err());
+        assert!(registry
+            .call(&context, "search_knowledge", "not json")
+            .await
+            .is_err());
+        assert!(registry.call(&context, "nope", "{}").await.is_err());
+        let found = registry
+            .call(&context, "search_knowledge", r#"{"query":"roofing"}"#)
+            .await;
+        assert_eq!(found.map(|v| v["available"].clone()).ok(), Some(json!(false)));
+    }
+}
