@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -132,6 +133,11 @@ pub struct ConciergeConfig {
     pub max_output_tokens: u32,
     /// Overrides the model's context window used when trimming history.
     pub context_window: Option<usize>,
+    /// How long an answer may take. A pending answer older than this is shown as
+    /// `incomplete` (with PostgreSQL, where other replicas may still be answering; SQLite marks
+    /// every pending answer incomplete at start).
+    #[serde(with = "crate::humantime_serde_compat")]
+    pub answer_timeout: Duration,
     /// Per-tenant persona and model, by tenant id.
     pub tenants: BTreeMap<String, TenantConciergeConfig>,
 }
@@ -149,6 +155,7 @@ impl Default for ConciergeConfig {
             max_tool_iterations: 4,
             max_output_tokens: 512,
             context_window: None,
+            answer_timeout: Duration::from_secs(600),
             tenants: BTreeMap::new(),
         }
     }

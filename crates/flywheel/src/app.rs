@@ -9,6 +9,8 @@ use anyhow::Context;
 use flywheel_config::{Config, DatabaseBackend, SecretRef};
 use flywheel_lake::{Lake, LakeSettings, S3Settings};
 use flywheel_services::archive::{ArchiveSettings, Archiver};
+use flywheel_services::concierge::tools::ToolRegistry;
+use flywheel_services::concierge::{ConciergeService, ConciergeSettings};
 use flywheel_services::enrich::EnrichSettings;
 use flywheel_services::gateway::{setup, GatewayParts, GatewayService};
 use flywheel_services::ingest::{IngestService, IngestSettings};
@@ -29,6 +31,7 @@ pub struct Components {
     pub ingest: Arc<IngestService>,
     pub gateway: Arc<GatewayService>,
     pub provider_keys: Arc<ProviderKeyService>,
+    pub concierge: Arc<ConciergeService>,
     pub archiver: Archiver,
     writer_task: Arc<tokio::sync::Mutex<Option<WriterTask>>>,
 }
@@ -135,12 +138,23 @@ impl Components {
             },
         );
         let (provider_keys, gateway) = open_gateway(config, &store, &master_key, &ingest).await?;
+        let concierge = Arc::new(ConciergeService::new(
+            store.concierge(),
+            ingest.clone(),
+            gateway.clone(),
+            ToolRegistry::builtin(store.interactions()),
+            ConciergeSettings {
+                config: config.concierge.clone(),
+                answer_timeout: config.concierge.answer_timeout,
+            },
+        ));
         Ok(Components {
             store,
             identity,
             ingest,
             gateway,
             provider_keys,
+            concierge,
             archiver,
             writer_task: Arc::new(tokio::sync::Mutex::new(Some(writer_task))),
         })
@@ -178,6 +192,13 @@ impl Components {
             .await
             .context("bootstrapping the operator tenant")?;
         self.store.finish_setup();
+        // SQLite belongs to this process alone, so every pending answer was cut off by a
+        // previous run; PostgreSQL may be shared with replicas that are still answering.
+        let exclusive = config.database_backend()? == DatabaseBackend::Sqlite;
+        self.concierge
+            .recover(exclusive)
+            .await
+            .context("marking concierge answers cut off by a restart")?;
         if let Some(outcome) = &outcome {
             announce_bootstrap(outcome);
         }
@@ -311,6 +332,7 @@ impl Application {
                 ingest: self.components.ingest.clone(),
                 gateway: self.components.gateway.clone(),
                 provider_keys: self.components.provider_keys.clone(),
+                concierge: self.components.concierge.clone(),
             },
             self.components.store.clone(),
             flywheel_http::HttpSettings {

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use flywheel_services::concierge::ConciergeService;
 use flywheel_services::gateway::GatewayService;
 use flywheel_services::ingest::IngestService;
 use flywheel_services::{IdentityService, ProviderKeyService};
@@ -28,6 +29,7 @@ pub struct Services {
     pub ingest: Arc<IngestService>,
     pub gateway: Arc<GatewayService>,
     pub provider_keys: Arc<ProviderKeyService>,
+    pub concierge: Arc<ConciergeService>,
 }
 
 #[derive(Debug, Clone)]
@@ -36,6 +38,7 @@ pub struct AppState {
     pub ingest: Arc<IngestService>,
     pub gateway: Arc<GatewayService>,
     pub provider_keys: Arc<ProviderKeyService>,
+    pub concierge: Arc<ConciergeService>,
     pub store: Store,
     pub metrics: Arc<HttpMetrics>,
     pub http: Arc<HttpSettings>,
@@ -48,6 +51,7 @@ impl AppState {
             ingest,
             gateway,
             provider_keys,
+            concierge,
         } = services;
         AppState {
             identity,
@@ -59,6 +63,7 @@ impl AppState {
             ingest,
             gateway,
             provider_keys,
+            concierge,
             store,
             http: Arc::new(settings),
         }

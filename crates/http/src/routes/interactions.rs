@@ -361,6 +361,14 @@ pub(super) async fn record_linked(
         .ingest
         .record_linked(principal, target, kind, body, client)
         .await?;
+    linked_result(parent, outcome)
+}
+
+/// The answer to a recorded outcome or feedback: 201 when new, 200 when a duplicate.
+pub(super) fn linked_result(
+    parent: uuid::Uuid,
+    outcome: ItemOutcome,
+) -> Result<(StatusCode, Json<LinkedResult>), ApiError> {
     let (status, code, id) = match outcome {
         ItemOutcome::Created { interaction_id } => {
             (StatusCode::CREATED, "created", Some(interaction_id))

@@ -1,6 +1,7 @@
 //! Route registration. Every API route is added here through `utoipa_axum::routes!`.
 
 mod api_keys;
+mod concierge;
 mod gateway;
 mod health;
 mod interactions;
@@ -45,6 +46,15 @@ pub(crate) fn api_router() -> OpenApiRouter<AppState> {
             provider_keys::list_provider_keys
         ))
         .routes(routes!(provider_keys::delete_provider_key))
+        .routes(routes!(concierge::start_session))
+        .routes(routes!(concierge::send_message))
+        .routes(routes!(concierge::get_session))
+        .routes(routes!(concierge::end_session))
+        .routes(routes!(
+            concierge::list_conversations,
+            concierge::erase_conversations
+        ))
+        .routes(routes!(concierge::message_feedback))
 }
 
 pub(crate) async fn fallback() -> ApiError {
