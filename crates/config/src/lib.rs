@@ -21,11 +21,11 @@ pub use gateway::{
     AliasConfig, Budget, BudgetsConfig, GatewayConfig, LimitsConfig, PriceOverride, ProviderConfig,
     ProviderKindConfig, TenantGatewayConfig, ValidationConfig, VariantConfig,
 };
+pub use load::{ConfigError, Overrides, NON_CONFIG_ENV_VARS};
 pub use models::{
     ConciergeConfig, LocalChatModelConfig, LocalEmbeddingModelConfig, ModelsConfig,
     TenantConciergeConfig, DEFAULT_CHAT_MODEL, DEFAULT_EMBEDDING_MODEL,
 };
-pub use load::{ConfigError, Overrides, NON_CONFIG_ENV_VARS};
 pub use secret::{redact_url_password, SecretRef, SecretRefError};
 
 /// The effective configuration of one Flywheel process.

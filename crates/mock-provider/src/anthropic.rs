@@ -61,6 +61,7 @@ pub async fn messages(
         model: model.clone(),
         credential: key.clone(),
         streamed,
+        body: serde_json::Value::Null,
     });
     match key.as_deref() {
         None | Some("") => {

@@ -155,6 +155,7 @@ async fn prepare(
         model: model_id.to_owned(),
         credential: access_key_id.clone(),
         streamed,
+        body: serde_json::Value::Null,
     });
     check_signature(authorization, headers)
         .map_err(|rejection| error(StatusCode::FORBIDDEN, rejection.kind, &rejection.message))?;

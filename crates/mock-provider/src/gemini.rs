@@ -65,6 +65,7 @@ pub async fn generate(
         model: model.to_owned(),
         credential: key.clone(),
         streamed: api == "gemini.stream",
+        body: serde_json::Value::Null,
     });
     if let Some(response) = check_key(key.as_deref()) {
         return response;

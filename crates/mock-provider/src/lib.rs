@@ -47,6 +47,9 @@ pub struct CallRecord {
     /// access key id), when any.
     pub credential: Option<String>,
     pub streamed: bool,
+    /// The request body as sent (OpenAI chat only; `Null` elsewhere), for tests that check
+    /// what a model was asked.
+    pub body: serde_json::Value,
 }
 
 /// Shared state: recent calls and the `fail_first` counters.

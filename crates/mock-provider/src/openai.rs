@@ -36,6 +36,7 @@ pub async fn chat(
         model: model.clone(),
         credential: key.clone(),
         streamed,
+        body: request.clone(),
     });
     if let Some(response) = check_key(key.as_deref()) {
         return response;
@@ -53,7 +54,9 @@ pub async fn chat(
         .unwrap_or_default();
     // Like a real model, answer in text once the tool's result is in: only a turn that ends
     // with the user's message calls a tool.
-    let answered_tool = messages.last().is_some_and(|message| message["role"] == "tool");
+    let answered_tool = messages
+        .last()
+        .is_some_and(|message| message["role"] == "tool");
     let tools: Vec<String> = request["tools"]
         .as_array()
         .filter(|_| !answered_tool)
@@ -103,6 +106,7 @@ pub async fn embeddings(
         model: model.clone(),
         credential: key.clone(),
         streamed: false,
+        body: Value::Null,
     });
     if let Some(response) = check_key(key.as_deref()) {
         return response;

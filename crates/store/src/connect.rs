@@ -12,7 +12,9 @@ use sqlx::sqlite::{
 };
 
 use crate::identity::{PgBackend, SqliteBackend};
-use crate::{ApiKeyStore, ConciergeStore, InteractionStore, ProviderKeyStore, StoreError, TenantStore};
+use crate::{
+    ApiKeyStore, ConciergeStore, InteractionStore, ProviderKeyStore, StoreError, TenantStore,
+};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");

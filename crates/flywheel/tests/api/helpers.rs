@@ -151,9 +151,20 @@ pub async fn spawn_app_on(
     config.server.shutdown_grace = Duration::from_secs(5);
     config.database.url = Some(database.url.clone());
     config.database.max_connections = 5;
+    // Local models load only where a test asks for them (loading costs seconds).
+    config.models.chat.clear();
+    config.models.embeddings.clear();
+    config.models.auto_fetch = false;
     customize(&mut config);
+    start_app(data_dir, database, config, random_api_key()).await
+}
 
-    let admin_key = random_api_key();
+async fn start_app(
+    data_dir: TempDir,
+    database: TestDatabase,
+    config: Config,
+    admin_key: String,
+) -> TestApp {
     let application =
         Application::build(config.clone(), Some(SecretString::from(admin_key.clone())))
             .await
@@ -270,6 +281,41 @@ impl TestApp {
             .token
             .expose_secret()
             .to_owned()
+    }
+
+    /// Stops the server the way SIGTERM would, then starts a new one on the same data
+    /// directory, database and configuration.
+    pub async fn restart(self) -> TestApp {
+        self.restart_with(|_| {}).await
+    }
+
+    /// Like [`TestApp::restart`], adjusting the configuration first.
+    pub async fn restart_with(mut self, customize: impl FnOnce(&mut Config)) -> TestApp {
+        let mut config = self.config.clone();
+        customize(&mut config);
+        let admin_key = self.admin_key.clone();
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server
+                .await
+                .expect("server task did not panic")
+                .expect("server stopped cleanly");
+        }
+        let data_dir = std::mem::replace(
+            &mut self._data_dir,
+            tempfile::tempdir().expect("temporary data directory"),
+        );
+        let database = std::mem::replace(
+            &mut self._database,
+            TestDatabase {
+                url: String::new(),
+                postgres: None,
+            },
+        );
+        drop(self);
+        start_app(data_dir, database, config, admin_key).await
     }
 
     /// Stops the server the way SIGTERM would and waits for it to finish.

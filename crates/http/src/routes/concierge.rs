@@ -10,8 +10,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use flywheel_services::concierge::{
-    ErasureView, FeedbackInput, MessageView, SessionView, StartSessionInput, TurnEvent,
-    TurnStream, TurnSummary,
+    ErasureView, FeedbackInput, MessageView, SessionView, StartSessionInput, TurnEvent, TurnStream,
+    TurnSummary,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};

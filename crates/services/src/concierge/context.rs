@@ -164,7 +164,12 @@ fn usable(message: &ConciergeMessageRecord) -> bool {
 pub fn estimate(messages: &[ChatMessage]) -> usize {
     messages
         .iter()
-        .map(|message| 4 + message.content.as_deref().map_or(0, |c| c.len().div_ceil(4)))
+        .map(|message| {
+            4 + message
+                .content
+                .as_deref()
+                .map_or(0, |c| c.len().div_ceil(4))
+        })
         .sum()
 }
 
@@ -279,10 +284,17 @@ mod tests {
         // Each history message estimates to 4 + 25 = 29 tokens; system ~7, user ~7.
         let (messages, report) = build(&input(&history, 150), &|_| None).unwrap();
         assert_eq!(messages[0].role, Role::System);
-        assert_eq!(messages.last().map(|m| m.content.clone()), Some(Some("next question".into())));
+        assert_eq!(
+            messages.last().map(|m| m.content.clone()),
+            Some(Some("next question".into()))
+        );
         assert!(report.prompt_tokens <= report.budget);
         assert_eq!(report.trimmed_messages % 2, 0, "whole turns are dropped");
-        assert_eq!(messages[1].role, Role::User, "history starts with a question");
+        assert_eq!(
+            messages[1].role,
+            Role::User,
+            "history starts with a question"
+        );
         // The newest turns are kept: one more turn would not have fitted.
         assert_eq!(report.sent_history_messages, 4);
         assert_eq!(report.trimmed_messages, 6);

@@ -332,7 +332,10 @@ impl ConciergeService {
                 }
                 (
                     user_id,
-                    input.user_type.clone().unwrap_or_else(|| "contractor".into()),
+                    input
+                        .user_type
+                        .clone()
+                        .unwrap_or_else(|| "contractor".into()),
                 )
             }
         };
@@ -895,7 +898,12 @@ impl ConciergeService {
             for call in calls {
                 let tool_started = Instant::now();
                 let record = self
-                    .run_tool(&tool_context, Some(call.id.clone()), &call.name, &call.arguments)
+                    .run_tool(
+                        &tool_context,
+                        Some(call.id.clone()),
+                        &call.name,
+                        &call.arguments,
+                    )
                     .await;
                 turn.tool_time += tool_started.elapsed();
                 if listening {
@@ -957,7 +965,8 @@ impl ConciergeService {
         let completion = MessageCompletion {
             status: status.to_owned(),
             content: (!content.is_empty()).then(|| content.clone()),
-            tool_calls: (!tool_calls_json.is_empty()).then(|| Value::from(tool_calls_json.clone()).to_string()),
+            tool_calls: (!tool_calls_json.is_empty())
+                .then(|| Value::from(tool_calls_json.clone()).to_string()),
             model: answered_by.clone().or(Some(turn.session.model.clone())),
             input_tokens: has_usage.then_some(usage.input_tokens as i64),
             output_tokens: has_usage.then_some(usage.output_tokens as i64),
@@ -1026,7 +1035,8 @@ impl ConciergeService {
                 "timestamp": turn.user_message.created_at.to_rfc3339(),
             }],
         });
-        user_turn["concierge"] = json!({"session_id": turn.session.id, "model": turn.session.model});
+        user_turn["concierge"] =
+            json!({"session_id": turn.session.id, "model": turn.session.model});
         let mut documents = vec![user_turn];
         for record in &turn.tool_records {
             let mut document = base_document(&turn.session, "ai_concierge_tool_call");

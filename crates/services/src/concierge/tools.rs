@@ -280,9 +280,10 @@ mod tests {
     #[test]
     fn the_deterministic_route_follows_its_rules() {
         let registry = ToolRegistry {
-            tools: BTreeMap::from([
-                ("search_knowledge", Arc::new(SearchKnowledge) as Arc<dyn ConciergeTool>),
-            ]),
+            tools: BTreeMap::from([(
+                "search_knowledge",
+                Arc::new(SearchKnowledge) as Arc<dyn ConciergeTool>,
+            )]),
         };
         assert_eq!(registry.route("How do I grow?").len(), 1);
         assert_eq!(registry.route("Tell me a joke").len(), 0);
@@ -317,6 +318,9 @@ mod tests {
         let found = registry
             .call(&context, "search_knowledge", r#"{"query":"roofing"}"#)
             .await;
-        assert_eq!(found.map(|v| v["available"].clone()).ok(), Some(json!(false)));
+        assert_eq!(
+            found.map(|v| v["available"].clone()).ok(),
+            Some(json!(false))
+        );
     }
 }

@@ -285,17 +285,28 @@ impl GatewayService {
     /// and an exact prompt counter, when its provider has them (local models do), and whether
     /// it accepts tool definitions. Used by the concierge to trim history and pick its tool
     /// route. Budgets and variants are not touched.
-    pub fn model_profile(&self, actor: &Principal, model: &str) -> Result<ModelProfile, ServiceError> {
+    pub fn model_profile(
+        &self,
+        actor: &Principal,
+        model: &str,
+    ) -> Result<ModelProfile, ServiceError> {
         let route = self.route(actor, model, None)?;
-        let target = route.targets.first().cloned().ok_or_else(|| {
-            ServiceError::NotFound(format!("a route for `{model}`"))
-        })?;
-        let provider = self.providers.get(&target.provider).cloned().ok_or_else(|| {
-            ServiceError::NotFound(format!("provider `{}`", target.provider))
-        })?;
+        let target = route
+            .targets
+            .first()
+            .cloned()
+            .ok_or_else(|| ServiceError::NotFound(format!("a route for `{model}`")))?;
+        let provider = self
+            .providers
+            .get(&target.provider)
+            .cloned()
+            .ok_or_else(|| ServiceError::NotFound(format!("provider `{}`", target.provider)))?;
         let probe = ChatRequest {
             model: target.model.clone(),
-            messages: vec![flywheel_llm::ChatMessage::text(flywheel_llm::Role::User, "probe")],
+            messages: vec![flywheel_llm::ChatMessage::text(
+                flywheel_llm::Role::User,
+                "probe",
+            )],
             tools: vec![flywheel_llm::ToolDefinition {
                 name: "probe".to_owned(),
                 description: None,
