@@ -16,5 +16,5 @@ pub mod sse;
 pub mod types;
 
 pub use error::{scrub, ErrorClass, ProviderError, Unsupported};
-pub use provider::{Credential, HttpSettings, Provider, ProviderKind};
+pub use provider::{Credential, HttpSettings, ModelStatus, Provider, ProviderKind};
 pub use types::*;

@@ -55,6 +55,18 @@ impl ProviderKind {
     }
 }
 
+/// The state of one model a provider runs itself, for readiness reports and model listings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelStatus {
+    pub name: String,
+    /// `chat` or `embedding`.
+    pub kind: &'static str,
+    /// `loading`, `ready` or `unavailable`.
+    pub state: &'static str,
+    /// Why it is unavailable and what to do, or what is loaded.
+    pub detail: Option<String>,
+}
+
 /// Settings common to HTTP adapters.
 #[derive(Debug, Clone)]
 pub struct HttpSettings {
@@ -116,6 +128,12 @@ pub trait Provider: Send + Sync + fmt::Debug {
     fn context_window(&self, model: &str) -> Option<usize> {
         let _ = model;
         None
+    }
+
+    /// The state of the models this provider runs itself (local models); empty for remote
+    /// providers, whose models are not known until called.
+    fn model_status(&self) -> Vec<ModelStatus> {
+        Vec::new()
     }
 
     /// The exact prompt size of `messages` for `model` (its tokenizer and chat template), when
