@@ -331,6 +331,19 @@ impl GatewayService {
             .map(|price| flywheel_llm::pricing::cost(price, usage))
     }
 
+    /// The state of every model run by a provider itself (local models), by provider name.
+    pub fn model_status(&self) -> Vec<(String, flywheel_llm::ModelStatus)> {
+        self.providers
+            .iter()
+            .flat_map(|(name, provider)| {
+                provider
+                    .model_status()
+                    .into_iter()
+                    .map(move |status| (name.clone(), status))
+            })
+            .collect()
+    }
+
     /// A non-streamed chat completion.
     pub async fn chat(
         &self,
