@@ -15,6 +15,8 @@ pub const DEFAULT_EMBEDDING_MODEL: &str = "all-minilm-l6-v2";
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ModelsConfig {
+    /// Whether to run local models in-process at all (`false`: no `local` provider).
+    pub enabled: bool,
     /// Where `flywheel models fetch` unpacks models, and what relative model paths are
     /// resolved against.
     pub dir: PathBuf,
@@ -57,6 +59,7 @@ impl Default for ModelsConfig {
             },
         );
         ModelsConfig {
+            enabled: true,
             dir: PathBuf::from("./models"),
             auto_fetch: true,
             chat,

@@ -248,7 +248,7 @@ pub async fn run_gateway(bench: &GatewayBench) -> anyhow::Result<GatewayReport> 
 
 /// The mock upstream on its own single-threaded runtime, so its work is not scheduled among
 /// the load generator's tasks.
-fn start_mock() -> anyhow::Result<SocketAddr> {
+pub(crate) fn start_mock() -> anyhow::Result<SocketAddr> {
     let (sender, receiver) = std::sync::mpsc::channel();
     std::thread::Builder::new()
         .name("mock-upstream".to_owned())
@@ -287,7 +287,7 @@ fn free_port() -> anyhow::Result<u16> {
 }
 
 /// `flywheel serve` as a child process with the mock as provider `mock` and logging on.
-async fn start_flywheel(
+pub(crate) async fn start_flywheel(
     dir: &Path,
     mock: SocketAddr,
     extra_config: &str,

@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod bench;
+pub mod bench_concierge;
 pub mod bench_gateway;
 pub mod cli;
 pub mod commands;
