@@ -128,6 +128,16 @@ pub enum BenchCommand {
         #[arg(long, value_name = "FILE")]
         server_config: Option<std::path::PathBuf>,
     },
+    /// What a concierge turn adds (persistence, context building, logging) on top of the same
+    /// model called directly through the gateway, with an instant mock model. Prints Markdown.
+    Concierge {
+        /// How long each measure runs.
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
+        duration: Duration,
+        /// Turns per session before a new one starts (history grows within a session).
+        #[arg(long, default_value_t = 10)]
+        turns_per_session: u32,
+    },
     /// Local models on the CPU: chat prompt processing and generation speed next to
     /// llama-cpp-python on the same GGUF file, and embedding throughput next to
     /// sentence-transformers on the same model directory. Prints Markdown tables with medians.

@@ -112,6 +112,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Bench {
             command:
+                BenchCommand::Concierge {
+                    duration,
+                    turns_per_session,
+                },
+        } => {
+            let bench = crate::bench_concierge::ConciergeBench {
+                duration,
+                turns_per_session: turns_per_session.max(1),
+                server_config: String::new(),
+            };
+            let report = crate::bench_concierge::run_concierge(&bench).await?;
+            print!("{}", crate::bench_concierge::markdown(&report, &bench));
+            Ok(())
+        }
+        Command::Bench {
+            command:
                 BenchCommand::Local {
                     runs,
                     max_tokens,
