@@ -975,15 +975,31 @@ impl ConciergeService {
             details: Some(details.to_string()),
             completed_at: Utc::now(),
         };
-        if let Err(err) = self
-            .store
-            .complete_message(&turn.actor.tenant_id, &turn.answer_id, &completion)
-            .await
-        {
+        // The answer and the turn's log are written concurrently: both are durable before
+        // the caller hears the turn is done.
+        let documents = self.turn_documents(&turn, &completion, &usage, &details);
+        let (stored, ()) = tokio::join!(
+            self.store
+                .complete_message(&turn.actor.tenant_id, &turn.answer_id, &completion),
+            self.log(&turn.actor, documents, &turn.client),
+        );
+        if let Err(err) = stored {
             tracing::error!(error = %err, answer = %turn.answer_id, "could not store a concierge answer; it stays pending and is marked incomplete later");
         }
-        let documents = self.turn_documents(&turn, &completion, &usage, &details);
-        self.log(&turn.actor, documents, &turn.client).await;
+        // The stored timings stop before these writes; the caller's copy includes them.
+        let total = turn.started.elapsed();
+        let mut details = details;
+        details["timings"]["total_ms"] = json!(total.as_secs_f64() * 1000.0);
+        details["timings"]["overhead_ms"] = json!(
+            total
+                .saturating_sub(model_time + turn.tool_time)
+                .as_secs_f64()
+                * 1000.0
+        );
+        let completion = MessageCompletion {
+            details: Some(details.to_string()),
+            ..completion
+        };
         if let Some(err) = failure {
             if !sent_text {
                 let _ = sender.send(Err(err)).await;
