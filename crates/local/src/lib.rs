@@ -11,4 +11,12 @@ mod error;
 pub mod provider;
 pub mod setup;
 
+pub use chat::{
+    ChatModel, ChatModelInfo, ChatModelOptions, FinishReason, GenerationEvent, GenerationHandle,
+    GenerationRequest, GenerationSummary, SamplingParams,
+};
+pub use embed::{EmbeddingModel, EmbeddingModelOptions, Embeddings};
 pub use error::LocalError;
+pub use provider::{
+    ChatModelSpec, EmbeddingModelSpec, LocalModelStatus, LocalProvider, PROVIDER_NAME,
+};
