@@ -13,6 +13,7 @@ mod helpers;
 mod identity;
 mod interactions;
 mod lake;
+mod local_models;
 mod observability;
 mod openapi;
 mod process;
