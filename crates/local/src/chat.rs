@@ -6,6 +6,7 @@
 //! [`LocalError::Busy`]. The thread ends when the last clone of the [`ChatModel`] is dropped.
 
 mod gguf;
+mod llama;
 mod stop;
 mod template;
 mod tokenizer;

@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 
 use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
 use candle_core::Device;
-use candle_transformers::models::quantized_llama::{ModelWeights, MAX_SEQ_LEN};
+use candle_transformers::models::quantized_llama::MAX_SEQ_LEN;
 
+use super::llama::Llama;
 use super::template::ChatTemplate;
 use super::tokenizer::{metadata_string, value_to_i64, GgufTokenizer};
 use crate::LocalError;
@@ -25,7 +26,7 @@ const REQUANTIZED_TO: GgmlDType = GgmlDType::Q8_0;
 
 /// Everything a chat model's worker and handle need, read from one GGUF file.
 pub(crate) struct LoadedGguf {
-    pub(crate) weights: ModelWeights,
+    pub(crate) weights: Llama,
     pub(crate) tokenizer: GgufTokenizer,
     pub(crate) template: ChatTemplate,
     pub(crate) architecture: String,
@@ -106,10 +107,11 @@ pub(crate) fn load(path: &Path) -> Result<LoadedGguf, LocalError> {
         requantize(path, content, reader).map_err(|err| {
             LocalError::model_file(path, format!("the tensor data is corrupt: {err}"))
         })?;
-    // candle's builder indexes and divides by values checked above; the catch is a last line
-    // of defence so that a file we failed to anticipate is an error, not a crashed server.
+    // The builder indexes and divides by values checked above; the catch is a last line of
+    // defence so that a file we failed to anticipate is an error, not a crashed server.
+    let max_positions = effective_context_length(hyper.context_length, None);
     let weights = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        ModelWeights::from_gguf(content, &mut reader, &Device::Cpu)
+        Llama::from_gguf(&content, &mut reader, max_positions)
     }))
     .map_err(|_| LocalError::model_file(path, "the model cannot be built from this file"))?
     .map_err(|err| {
@@ -374,8 +376,8 @@ fn requantize(
     Ok((content, output, count))
 }
 
-/// The context window actually used: the trained one, capped by candle's rotary table and by
-/// the configured override.
+/// The context window actually used: the trained one, capped at candle's `MAX_SEQ_LEN` (the
+/// runtime's rotary table; 4096) and by the configured override.
 pub(crate) fn effective_context_length(trained: usize, configured: Option<usize>) -> usize {
     let mut context = trained.min(MAX_SEQ_LEN);
     if let Some(configured) = configured {

@@ -10,11 +10,10 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use candle_core::{Device, Tensor};
 use candle_transformers::generation::{LogitsProcessor, Sampling as CandleSampling};
-use candle_transformers::models::quantized_llama::ModelWeights;
 use tokio::sync::mpsc::Sender;
 
+use super::llama::Llama;
 use super::stop::StopSequences;
 use super::tokenizer::{GgufTokenizer, Utf8Stream};
 use super::{
@@ -93,7 +92,7 @@ fn random_seed() -> u64 {
 /// Starts the worker thread; it runs until every sender of the returned queue is dropped.
 pub(crate) fn spawn(
     name: &str,
-    weights: ModelWeights,
+    weights: Llama,
     tokenizer: Arc<GgufTokenizer>,
     stats: Arc<QueueStats>,
     max_queue: usize,
@@ -108,7 +107,7 @@ pub(crate) fn spawn(
 
 fn run(
     name: &str,
-    pristine: &ModelWeights,
+    model: &Llama,
     tokenizer: &GgufTokenizer,
     stats: &QueueStats,
     jobs: &Receiver<Job>,
@@ -120,12 +119,8 @@ fn run(
         }
         let started = Instant::now();
         let queue_wait = started.duration_since(job.enqueued_at);
-        // A clone of the untouched weights shares their tensors and starts with an empty KV
-        // cache and an empty attention-mask cache (which would otherwise keep one mask per
-        // prompt length ever seen).
-        let mut model = pristine.clone();
         let outcome = catch_unwind(AssertUnwindSafe(|| {
-            generate(&mut model, tokenizer, &job, queue_wait)
+            generate(model, tokenizer, &job, queue_wait)
         }));
         let failure = match outcome {
             Ok(Ok(())) => None,
@@ -146,31 +141,28 @@ fn run(
 /// Generates one answer, sending events as it goes. Returns early (Ok) when the caller has
 /// gone away.
 fn generate(
-    model: &mut ModelWeights,
+    model: &Llama,
     tokenizer: &GgufTokenizer,
     job: &Job,
     queue_wait: Duration,
 ) -> Result<(), LocalError> {
-    let device = Device::Cpu;
     let mut sampler = LogitsProcessor::from_sampling(job.sampling.seed, job.sampling.kind.clone());
     let events = &job.events;
 
     let prompt_started = Instant::now();
-    let mut position = 0;
+    // The cache holds the prompt and every answer token that is fed back.
+    let capacity = (job.prompt.len() + job.max_tokens as usize).min(job.context_length);
+    let mut cache = model.cache(capacity).map_err(LocalError::inference)?;
     let mut logits = None;
     for chunk in job.prompt.chunks(PREFILL_CHUNK) {
         if events.is_closed() {
             return Ok(());
         }
-        let input = Tensor::new(chunk, &device)
-            .and_then(|input| input.unsqueeze(0))
-            .map_err(LocalError::inference)?;
         logits = Some(
             model
-                .forward(&input, position)
+                .forward(chunk, &mut cache)
                 .map_err(LocalError::inference)?,
         );
-        position += chunk.len();
     }
     let mut logits =
         logits.ok_or_else(|| LocalError::InvalidRequest("the prompt is empty".to_owned()))?;
@@ -184,10 +176,7 @@ fn generate(
     let mut completion_tokens: u32 = 0;
     let mut stopped_by_sequence = false;
     let finish_reason = loop {
-        let token = logits
-            .squeeze(0)
-            .and_then(|logits| sampler.sample(&logits))
-            .map_err(LocalError::inference)?;
+        let token = sampler.sample(&logits).map_err(LocalError::inference)?;
         completion_tokens += 1;
         if tokenizer.is_end(token) {
             break FinishReason::Stop;
@@ -216,13 +205,9 @@ fn generate(
         {
             break FinishReason::Length;
         }
-        let input = Tensor::new(&[token], &device)
-            .and_then(|input| input.unsqueeze(0))
-            .map_err(LocalError::inference)?;
         logits = model
-            .forward(&input, position)
+            .forward(&[token], &mut cache)
             .map_err(LocalError::inference)?;
-        position += 1;
     };
 
     let mut finish_reason = finish_reason;
