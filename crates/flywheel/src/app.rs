@@ -321,8 +321,12 @@ fn start_local_models(
         local.load_all();
         for status in local.status() {
             match status.state {
-                "ready" => tracing::info!(model = %status.name, kind = status.kind, "local model ready"),
-                _ => tracing::warn!(model = %status.name, kind = status.kind, state = status.state, detail = ?status.detail, "local model not available"),
+                "ready" => {
+                    tracing::info!(model = %status.name, kind = status.kind, "local model ready")
+                }
+                _ => {
+                    tracing::warn!(model = %status.name, kind = status.kind, state = status.state, detail = ?status.detail, "local model not available")
+                }
             }
         }
     });
@@ -347,7 +351,12 @@ fn fetch_missing_models(
         .chat
         .iter()
         .map(|(name, model)| (name, &model.path))
-        .chain(models.embeddings.iter().map(|(name, model)| (name, &model.path)));
+        .chain(
+            models
+                .embeddings
+                .iter()
+                .map(|(name, model)| (name, &model.path)),
+        );
     let names: Vec<&str> = configured
         .filter(|(name, path)| {
             manifest

@@ -127,10 +127,12 @@ pub async fn run_concierge(bench: &ConciergeBench) -> anyhow::Result<ConciergeRe
         let ok = client
             .post(format!("{base}/v1/chat/completions"))
             .bearer_auth(&admin_key)
-            .json(&json!({"model": "mock/gpt-mock", "max_tokens": 512, "messages": [
-                {"role": "system", "content": "You are the Power100 AI Concierge."},
-                {"role": "user", "content": QUESTION},
-            ]}))
+            .json(
+                &json!({"model": "mock/gpt-mock", "max_tokens": 512, "messages": [
+                    {"role": "system", "content": "You are the Power100 AI Concierge."},
+                    {"role": "user", "content": QUESTION},
+                ]}),
+            )
             .send()
             .await
             .map(|response| response.status().is_success())
