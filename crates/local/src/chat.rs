@@ -109,7 +109,9 @@ pub struct GenerationRequest {
 pub struct SamplingParams {
     /// 0 to 2.
     pub temperature: Option<f64>,
-    /// Greater than 0, at most 1.
+    /// Greater than 0, at most 1. Below 1, tokens are drawn from the smallest set of most
+    /// likely tokens whose probabilities add up to `top_p` (looked for among the 512 most
+    /// likely tokens).
     pub top_p: Option<f64>,
     /// The same seed, prompt and parameters give the same text.
     pub seed: Option<u64>,

@@ -136,6 +136,16 @@ async fn a_seed_makes_sampling_reproducible() {
         others.push(answer(question.clone(), sampling(seed)).await.0);
     }
     assert!(others.iter().any(|other| *other != first), "{others:?}");
+
+    // Nucleus sampling is seeded the same way.
+    let nucleus = SamplingParams {
+        top_p: Some(0.9),
+        ..sampling(7)
+    };
+    let (first, _) = answer(question.clone(), nucleus.clone()).await;
+    let (again, _) = answer(question, nucleus).await;
+    assert_eq!(first, again);
+    assert!(!first.is_empty());
 }
 
 #[tokio::test]
