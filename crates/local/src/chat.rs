@@ -4,7 +4,14 @@
 //! Each model's thread owns the weights and the KV cache and answers one request at a time;
 //! requests wait in a queue of `max_queue` places, and one more is refused at once with
 //! [`LocalError::Busy`]. The thread ends when the last clone of the [`ChatModel`] is dropped.
+//!
+//! Threads: candle runs the quantised matrix products of generation on a pool of one thread
+//! per core whose caller waits for its workers by spinning. That is fastest on an idle machine
+//! (SmolLM2 on 2 cores: 79 tokens/s) and collapses when another process keeps a core busy
+//! (4 tokens/s); `CANDLE_NUM_THREADS=1`, read by candle at first use, trades the peak for
+//! robustness (54 tokens/s idle, 50 with a core busy).
 
+mod compute;
 mod gguf;
 mod llama;
 mod stop;
@@ -23,6 +30,7 @@ use std::time::{Duration, Instant};
 use flywheel_llm::ChatMessage;
 use futures::Stream;
 
+pub(crate) use self::compute::forward_turn;
 use self::template::{ChatTemplate, TemplateSource};
 use self::tokenizer::GgufTokenizer;
 use self::worker::Job;

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use candle_transformers::generation::{LogitsProcessor, Sampling as CandleSampling};
 use tokio::sync::mpsc::Sender;
 
+use super::compute::forward_turn;
 use super::llama::Llama;
 use super::stop::StopSequences;
 use super::tokenizer::{GgufTokenizer, Utf8Stream};
@@ -165,6 +166,7 @@ fn generate(
         if events.is_closed() {
             return Ok(());
         }
+        let _turn = forward_turn();
         logits = Some(
             model
                 .forward(chunk, &mut cache)
@@ -212,6 +214,7 @@ fn generate(
         {
             break FinishReason::Length;
         }
+        let _turn = forward_turn();
         logits = model
             .forward(&[token], &mut cache)
             .map_err(LocalError::inference)?;

@@ -22,6 +22,8 @@ use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Module, Result, Shap
 use candle_nn::{LayerNorm, VarBuilder};
 use candle_transformers::models::bert::{Config, HiddenAct};
 
+use crate::chat::forward_turn;
+
 /// Below this many output values a pass runs on the calling thread alone (a thread costs
 /// tens of microseconds to start).
 const PARALLEL_MIN_VALUES: usize = 32 * 1024;
@@ -155,18 +157,24 @@ impl BertEncoder {
 
     /// The last hidden states of the tokens of `batch`, `(tokens, hidden)`, in the order of
     /// its sequences.
+    ///
+    /// Takes the process's forward turn ([`crate::chat::forward_turn`]) per layer, so a chat
+    /// model generating at the same time gets a token in between.
     pub(super) fn forward(&self, batch: &PackedBatch) -> Result<Tensor> {
+        let turn = forward_turn();
         let mut x = self
             .word_embeddings
             .index_select(&batch.ids, 0)?
             .add(&self.position_embeddings.index_select(&batch.positions, 0)?)?;
         x = self.embeddings_norm.forward(&x)?;
+        drop(turn);
         let attention = PackedAttention {
             lengths: &batch.lengths,
             heads: self.heads,
             head_dimensions: self.head_dimensions,
         };
         for layer in &self.layers {
+            let _turn = forward_turn();
             let qkv = x.matmul(&layer.qkv_weight)?;
             let context = qkv.apply_op1_no_bwd(&WithBias {
                 bias: &layer.qkv_bias,
