@@ -252,6 +252,8 @@ struct Turn {
     client: ClientContext,
     session: ConciergeSessionRecord,
     user_message: ConciergeMessageRecord,
+    /// The question and the pending answer, until stored.
+    pending_rows: Option<[ConciergeMessageRecord; 2]>,
     answer_id: String,
     user_text: String,
     messages: Vec<ChatMessage>,
@@ -706,22 +708,15 @@ impl ConciergeService {
             completed_at: None,
             ..user_message.clone()
         };
-        let mut rows = [user_message, pending];
-        self.store
-            .append_messages(&mut rows)
-            .await
-            .map_err(|err| match err {
-                StoreError::Conflict { .. } => ServiceError::Conflict(
-                    "another message was sent to this session at the same time; retry".into(),
-                ),
-                other => other.into(),
-            })?;
-        let [user_message, _] = rows;
+        // Stored by the turn's task while the model's first event is awaited (the question
+        // and the pending answer are durable before the answer can complete).
+        let pending_rows = Some([user_message.clone(), pending]);
         let turn = Turn {
             actor: actor.clone(),
             client: client.clone(),
             session,
             user_message,
+            pending_rows,
             answer_id: answer_id.clone(),
             user_text: text,
             messages,
@@ -758,15 +753,6 @@ impl ConciergeService {
         sender: mpsc::Sender<Result<TurnEvent, ServiceError>>,
     ) {
         let mut listening = true;
-        for record in &turn.tool_records {
-            listening &= sender
-                .send(Ok(TurnEvent::ToolCall {
-                    name: record.name.clone(),
-                    arguments: record.arguments.clone(),
-                }))
-                .await
-                .is_ok();
-        }
         let tool_context = ToolContext {
             tenant_id: turn.actor.tenant_id.clone(),
             user_id: turn.session.user_id.clone(),
@@ -801,18 +787,49 @@ impl ConciergeService {
                 ..ChatRequest::default()
             };
             let call_started = Instant::now();
-            let outcome = self
-                .gateway
-                .chat_stream(
-                    &turn.actor,
-                    ChatInput {
-                        model: turn.session.model.clone(),
-                        request,
-                        conversation_id: Some(turn.session.id.clone()),
-                        client: turn.client.clone(),
-                    },
-                )
-                .await;
+            let rows = turn.pending_rows.take();
+            let call = self.gateway.chat_stream(
+                &turn.actor,
+                ChatInput {
+                    model: turn.session.model.clone(),
+                    request,
+                    conversation_id: Some(turn.session.id.clone()),
+                    client: turn.client.clone(),
+                },
+            );
+            let outcome = match rows {
+                None => call.await,
+                Some(mut rows) => {
+                    // Storing the question overlaps the wait for the model's first event.
+                    let (appended, outcome) =
+                        tokio::join!(self.store.append_messages(&mut rows), call);
+                    if let Err(err) = appended {
+                        // Nothing was stored, so the turn did not happen; dropping the
+                        // answer's stream cancels it upstream.
+                        let err = match err {
+                            StoreError::Conflict { .. } => ServiceError::Conflict(
+                                "another message was sent to this session at the same time; retry"
+                                    .into(),
+                            ),
+                            other => other.into(),
+                        };
+                        let _ = sender.send(Err(err)).await;
+                        return;
+                    }
+                    let [user_message, _] = rows;
+                    turn.user_message = user_message;
+                    for record in &turn.tool_records {
+                        listening &= sender
+                            .send(Ok(TurnEvent::ToolCall {
+                                name: record.name.clone(),
+                                arguments: record.arguments.clone(),
+                            }))
+                            .await
+                            .is_ok();
+                    }
+                    outcome
+                }
+            };
             let mut outcome = match outcome {
                 Ok(outcome) => outcome,
                 Err(err) => {
