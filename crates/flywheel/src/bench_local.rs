@@ -75,6 +75,9 @@ pub struct Machine {
     pub os: String,
     pub date: String,
     pub release_build: bool,
+    /// The share of the machine's CPU time that other processes used during the run (0 to
+    /// 1): other work slows both engines, and Flywheel's spinning thread barriers more.
+    pub others_cpu_share: Option<f64>,
 }
 
 /// One chat generation.
@@ -143,6 +146,7 @@ pub struct PeerEmbeddings {
 /// Runs the chat and embedding parts that `bench` asks for.
 pub async fn run_local(models: &ModelsConfig, bench: &LocalBench) -> anyhow::Result<LocalReport> {
     let machine = machine();
+    let cpu_before = CpuCounters::read();
     if !machine.release_build {
         eprintln!("warning: this is a debug build; measure with `cargo run --release`");
     }
@@ -168,6 +172,11 @@ pub async fn run_local(models: &ModelsConfig, bench: &LocalBench) -> anyhow::Res
         Some(name) => Some(run_embeddings(models, name, bench, peers.as_ref()).await?),
         None => None,
     };
+    let mut machine = machine;
+    machine.others_cpu_share = cpu_before.and_then(|before| {
+        let after = CpuCounters::read()?;
+        before.others_share(&after)
+    });
     Ok(LocalReport {
         machine,
         chat,
@@ -621,6 +630,55 @@ fn machine() -> Machine {
         os,
         date: chrono::Utc::now().format("%Y-%m-%d").to_string(),
         release_build: !cfg!(debug_assertions),
+        others_cpu_share: None,
+    }
+}
+
+/// CPU time of the whole machine and of this process with its waited-for children (the
+/// peers), in clock ticks, from `/proc/stat` and `/proc/self/stat`.
+#[derive(Debug, Clone, Copy)]
+struct CpuCounters {
+    machine_busy: u64,
+    machine_total: u64,
+    own: u64,
+}
+
+impl CpuCounters {
+    fn read() -> Option<CpuCounters> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        let values: Vec<u64> = stat
+            .lines()
+            .next()?
+            .strip_prefix("cpu ")?
+            .split_whitespace()
+            .filter_map(|value| value.parse().ok())
+            .collect();
+        // user nice system idle iowait irq softirq steal (guest time is inside user).
+        let busy = [0, 1, 2, 5, 6, 7]
+            .iter()
+            .filter_map(|idx| values.get(*idx))
+            .sum::<u64>();
+        let idle = values.get(3)? + values.get(4).copied().unwrap_or(0);
+        let own_stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+        // Fields after the parenthesised command name: utime, stime, cutime, cstime are the
+        // 12th to 15th.
+        let fields: Vec<&str> = own_stat.rsplit_once(')')?.1.split_whitespace().collect();
+        let own = (11..=14)
+            .map(|idx| fields.get(idx).and_then(|value| value.parse::<u64>().ok()))
+            .sum::<Option<u64>>()?;
+        Some(CpuCounters {
+            machine_busy: busy,
+            machine_total: busy + idle,
+            own,
+        })
+    }
+
+    /// The share of the machine's CPU time between `self` and `later` used by other processes.
+    fn others_share(&self, later: &CpuCounters) -> Option<f64> {
+        let total = later.machine_total.checked_sub(self.machine_total)?;
+        let busy = later.machine_busy.checked_sub(self.machine_busy)?;
+        let own = later.own.checked_sub(self.own)?;
+        (total > 0).then(|| busy.saturating_sub(own) as f64 / total as f64)
     }
 }
 
@@ -629,7 +687,7 @@ fn machine() -> Machine {
 pub fn markdown(report: &LocalReport, bench: &LocalBench) -> String {
     let machine = &report.machine;
     let mut out = format!(
-        "Machine: {} ({} cores), {} RAM, {}; {}; {} build\n",
+        "Machine: {} ({} cores), {} RAM, {}; {}; {} build; other processes used {} of the CPU during the run\n",
         machine.cpu,
         machine.cores,
         machine.memory,
@@ -639,7 +697,13 @@ pub fn markdown(report: &LocalReport, bench: &LocalBench) -> String {
             "release"
         } else {
             "debug (not representative)"
-        }
+        },
+        machine
+            .others_cpu_share
+            .map_or("an unknown share".to_owned(), |share| format!(
+                "{:.1} %",
+                share * 100.0
+            ))
     );
     let list = |values: &[f64], precision: usize| {
         values

@@ -6,7 +6,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use secrecy::SecretString;
 
-use crate::types::{ChatMessage, ChatRequest, ChatResponse, ChatStream, EmbeddingRequest, EmbeddingResponse};
+use crate::types::{
+    ChatMessage, ChatRequest, ChatResponse, ChatStream, EmbeddingRequest, EmbeddingResponse,
+};
 use crate::{ErrorClass, ProviderError, Unsupported};
 
 /// Which credential to call with.
