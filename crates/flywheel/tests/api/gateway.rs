@@ -702,6 +702,36 @@ async fn a_rejected_user_key_is_reported_without_the_key() {
 }
 
 #[tokio::test]
+async fn a_provider_without_any_key_is_a_503_that_says_how_to_get_one() {
+    let gateway = gateway_with(|config| {
+        config.gateway.providers.insert(
+            "keyless".to_owned(),
+            ProviderConfig {
+                kind: ProviderKindConfig::Openai,
+                base_url: Some("http://127.0.0.1:1/v1".to_owned()),
+                ..ProviderConfig::default()
+            },
+        );
+    })
+    .await;
+    let response = gateway
+        .complete(&gateway.app.admin_key, &chat("keyless/gpt-4o-mini", "hi"))
+        .await;
+    assert_eq!(response.status, 503, "{}", response.text);
+    assert_eq!(response.error_code(), "model_unavailable");
+    let message = response.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        message.contains("gateway.providers.keyless.api_key"),
+        "{message}"
+    );
+    assert!(message.contains("POST /v1/provider-keys"), "{message}");
+    assert!(message.contains("local/"), "{message}");
+}
+
+#[tokio::test]
 async fn embeddings_work_as_floats_and_base64() {
     let gateway = gateway_with(|_| {}).await;
     let admin = gateway.app.admin_key.clone();

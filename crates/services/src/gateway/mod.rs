@@ -1643,6 +1643,21 @@ fn unsupported_error(unsupported: &flywheel_llm::Unsupported) -> ServiceError {
 }
 
 fn upstream_error(error: &ProviderError) -> ServiceError {
+    if error.class == ErrorClass::Authentication && error.status.is_none() {
+        // No credential at all (the adapter refused before calling): nothing upstream said
+        // no, and the caller can fix it, so say how.
+        return ServiceError::Upstream(crate::error::UpstreamFailure {
+            class: ErrorClass::Unavailable.as_str(),
+            provider: error.provider.clone(),
+            upstream_status: None,
+            message: format!(
+                "{provider}: {message}. Configure a platform key (gateway.providers.{provider}.api_key, e.g. from OPENAI_API_KEY for openai), store your own with POST /v1/provider-keys, or use a local model (`local/…`; GET /v1/models lists what is available)",
+                provider = error.provider,
+                message = error.message,
+            ),
+            retry_after: None,
+        });
+    }
     ServiceError::Upstream(crate::error::UpstreamFailure {
         class: error.class.as_str(),
         provider: error.provider.clone(),
