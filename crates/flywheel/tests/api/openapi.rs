@@ -30,6 +30,13 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/provider-keys"),
     ("get", "/v1/provider-keys"),
     ("delete", "/v1/provider-keys/{id}"),
+    ("post", "/v1/concierge/sessions"),
+    ("post", "/v1/concierge/sessions/{id}/messages"),
+    ("get", "/v1/concierge/sessions/{id}"),
+    ("post", "/v1/concierge/sessions/{id}/end"),
+    ("get", "/v1/concierge/conversations"),
+    ("delete", "/v1/concierge/conversations"),
+    ("post", "/v1/concierge/messages/{id}/feedback"),
 ];
 
 #[tokio::test]
