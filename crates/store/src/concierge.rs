@@ -1,7 +1,10 @@
 //! Storage of the AI Concierge's conversations: sessions, their messages in order, and the
 //! erasure requests that deleted them.
 //!
-//! Every read is tenant-scoped. Messages get their position (`seq`) inside the insert's
+//! Writes go through the backend's writer pool: with SQLite that is the one connection that
+//! also commits interactions, so concurrent writers queue for it instead of sleeping in
+//! SQLite's busy handler (whose first back-off alone is a millisecond); with PostgreSQL it is
+//! the ordinary pool. Every read is tenant-scoped. Messages get their position (`seq`) inside the insert's
 //! transaction; the `(session_id, seq)` unique key turns two concurrent appends to one session
 //! into a `StoreError::Conflict` for the loser instead of an interleaved transcript.
 //! JSON-valued columns (profile, context, tool calls, details) are stored as text; the services
@@ -318,7 +321,7 @@ macro_rules! impl_concierge_store {
                 .bind(&session.context)
                 .bind(session.created_at.timestamp_millis())
                 .bind(session.ended_at.map(|at| at.timestamp_millis()))
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
                 Ok(())
             }
@@ -352,7 +355,7 @@ macro_rules! impl_concierge_store {
                 .bind(tenant_id.as_str())
                 .bind(id)
                 .bind(ended_at.timestamp_millis())
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
                 Ok(result.rows_affected() > 0)
             }
@@ -404,7 +407,7 @@ macro_rules! impl_concierge_store {
                     return Ok(());
                 };
                 let session_id = first.session_id.clone();
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.writer.begin().await?;
                 let last: Option<i64> = sqlx::query_scalar(
                     "SELECT MAX(seq) FROM concierge_messages WHERE session_id = $1",
                 )
@@ -469,7 +472,7 @@ macro_rules! impl_concierge_store {
                 .bind(completion.duration_ms)
                 .bind(&completion.details)
                 .bind(completion.completed_at.timestamp_millis())
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
                 Ok(result.rows_affected() > 0)
             }
@@ -514,7 +517,7 @@ macro_rules! impl_concierge_store {
                      WHERE status = 'pending' AND created_at < $1",
                 )
                 .bind(before.timestamp_millis())
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
                 Ok(result.rows_affected())
             }
@@ -522,7 +525,7 @@ macro_rules! impl_concierge_store {
             async fn erase_user(&self, erasure: &mut ErasureRecord) -> Result<(), StoreError> {
                 const TABLE: &str = "concierge_erasures";
                 let tenant = erasure.tenant_id.as_str();
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.writer.begin().await?;
                 let sessions: Vec<String> = sqlx::query_scalar(
                     "SELECT id FROM concierge_sessions WHERE tenant_id = $1 AND user_id = $2",
                 )
