@@ -15,6 +15,10 @@ pub const NON_CONFIG_ENV_VARS: &[&str] = &[
     "TEST_REDIS_URL",
     "BOOTSTRAP_ADMIN_KEY",
     "TEST_CRASH_AFTER_LAKE_UPLOAD",
+    // The Python interpreter `flywheel models fetch` runs pip with.
+    "PYTHON",
+    // Where the tests look for (and fetch) the local models.
+    "MODELS_DIR",
 ];
 
 /// Values given on the command line; they win over every other layer.

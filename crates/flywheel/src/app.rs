@@ -369,8 +369,9 @@ fn fetch_missing_models(
         return;
     }
     let progress = LoggedFetch { stop };
-    if let Err(err) = ensure_shipped(&models.dir, &names, &progress) {
-        for name in &names {
+    // One model at a time, so one failed download marks only that model unavailable.
+    for name in names {
+        if let Err(err) = ensure_shipped(&models.dir, &[name], &progress) {
             local.mark_unavailable(
                 name,
                 format!(
