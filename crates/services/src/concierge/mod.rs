@@ -1305,15 +1305,15 @@ fn base_document(session: &ConciergeSessionRecord, interaction_type: &str) -> Va
 fn check_object(errors: &mut ValidationErrors, field: &str, value: Option<Value>) -> Option<Value> {
     match value {
         None | Some(Value::Null) => None,
-        Some(Value::Object(map)) => {
-            let size = Value::Object(map.clone()).to_string().len();
+        Some(value @ Value::Object(_)) => {
+            let size = value.to_string().len();
             if size > MAX_PROFILE_BYTES {
                 errors.push(
                     field,
                     format!("at most {MAX_PROFILE_BYTES} bytes of JSON; this one has {size}"),
                 );
             }
-            Some(Value::Object(map))
+            Some(value)
         }
         Some(_) => {
             errors.push(field, "must be a JSON object");
