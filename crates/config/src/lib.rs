@@ -6,6 +6,7 @@
 //! never stored as values in [`Config`]; they are [`SecretRef`]s resolved when needed, and
 //! `Debug`/`Serialize` of the configuration never show a secret.
 
+mod analytics;
 mod gateway;
 mod load;
 mod models;
@@ -17,6 +18,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use analytics::{AnalyticsConfig, TrainingConfig};
 pub use gateway::{
     AliasConfig, Budget, BudgetsConfig, GatewayConfig, LimitsConfig, PriceOverride, ProviderConfig,
     ProviderKindConfig, TenantGatewayConfig, ValidationConfig, VariantConfig,
@@ -48,6 +50,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub models: ModelsConfig,
     pub concierge: ConciergeConfig,
+    pub analytics: AnalyticsConfig,
+    pub training: TrainingConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -279,6 +283,8 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             models: ModelsConfig::default(),
             concierge: ConciergeConfig::default(),
+            analytics: AnalyticsConfig::default(),
+            training: TrainingConfig::default(),
         }
     }
 }

@@ -13,6 +13,8 @@ use flywheel_local::embed::EmbeddingModelOptions;
 use flywheel_local::provider::{ChatModelSpec, EmbeddingModelSpec, LocalProvider, PROVIDER_NAME};
 use flywheel_local::setup::{ensure_shipped, FetchEvent, FetchProgress, Manifest};
 use flywheel_services::archive::{ArchiveSettings, Archiver};
+use flywheel_analytics::{Analytics, AnalyticsSettings};
+use flywheel_services::analytics::AnalyticsService;
 use flywheel_services::concierge::tools::ToolRegistry;
 use flywheel_services::concierge::{ConciergeService, ConciergeSettings};
 use flywheel_services::enrich::EnrichSettings;
@@ -36,6 +38,7 @@ pub struct Components {
     pub gateway: Arc<GatewayService>,
     pub provider_keys: Arc<ProviderKeyService>,
     pub concierge: Arc<ConciergeService>,
+    pub analytics: Arc<AnalyticsService>,
     /// The in-process models, when `[models]` configures any.
     pub local_models: Option<Arc<LocalProvider>>,
     pub archiver: Archiver,
@@ -115,21 +118,15 @@ impl Components {
                 sensitive_fields: config.ingest.sensitive_fields.clone(),
             },
         ));
-        let s3 = &config.lake.s3;
-        let lake = Lake::open(&LakeSettings {
-            url: config.lake_url(),
-            s3: S3Settings {
-                endpoint: s3.endpoint.clone(),
-                region: s3.region.clone(),
-                access_key_id: resolve_optional(&s3.access_key_id, "lake.s3.access_key_id")?,
-                secret_access_key: resolve_optional(
-                    &s3.secret_access_key,
-                    "lake.s3.secret_access_key",
-                )?,
-                allow_http: s3.allow_http,
+        let lake = open_lake(config)?;
+        let analytics = Arc::new(AnalyticsService::new(
+            if config.analytics.enabled {
+                Some(open_analytics(config, lake.clone())?)
+            } else {
+                None
             },
-        })
-        .context("opening the lake (lake.url)")?;
+            config.analytics.max_download_rows,
+        ));
         let archiver = Archiver::new(
             store.interactions(),
             lake,
@@ -163,6 +160,7 @@ impl Components {
             gateway,
             provider_keys,
             concierge,
+            analytics,
             local_models,
             archiver,
             writer_task: Arc::new(tokio::sync::Mutex::new(Some(writer_task))),
@@ -213,6 +211,45 @@ impl Components {
         }
         Ok(outcome)
     }
+}
+
+/// The lake of `[lake]` (a directory or S3).
+pub fn open_lake(config: &Config) -> anyhow::Result<Lake> {
+        let s3 = &config.lake.s3;
+    Lake::open(&LakeSettings {
+        url: config.lake_url(),
+        s3: S3Settings {
+            endpoint: s3.endpoint.clone(),
+            region: s3.region.clone(),
+            access_key_id: resolve_optional(&s3.access_key_id, "lake.s3.access_key_id")?,
+            secret_access_key: resolve_optional(
+                &s3.secret_access_key,
+                "lake.s3.secret_access_key",
+            )?,
+            allow_http: s3.allow_http,
+        },
+    })
+    .context("opening the lake (lake.url)")
+}
+
+/// The SQL engine over the lake, with the limits of `[analytics]`.
+pub fn open_analytics(config: &Config, lake: Lake) -> anyhow::Result<Analytics> {
+    let settings = &config.analytics;
+    let threads = if settings.threads == 0 {
+        std::thread::available_parallelism().map_or(2, usize::from)
+    } else {
+        settings.threads
+    };
+    Analytics::new(
+        lake,
+        AnalyticsSettings {
+            query_timeout: settings.query_timeout,
+            max_rows: settings.max_rows.max(1),
+            memory_limit_bytes: settings.memory_limit_mib.max(16) * 1024 * 1024,
+            threads,
+        },
+    )
+    .context("starting the SQL engine over the lake ([analytics])")
 }
 
 /// The provider-key vault and the LLM gateway over the configured providers and limiter.
@@ -494,6 +531,7 @@ impl Application {
                 gateway: self.components.gateway.clone(),
                 provider_keys: self.components.provider_keys.clone(),
                 concierge: self.components.concierge.clone(),
+                analytics: self.components.analytics.clone(),
             },
             self.components.store.clone(),
             flywheel_http::HttpSettings {

@@ -69,6 +69,24 @@ pub enum Command {
         #[command(subcommand)]
         command: LakeCommand,
     },
+    /// Run a read-only SQL query over a tenant's lake (tables: interactions, outcomes_latest,
+    /// conversations) and print a table or write a file.
+    Query {
+        /// One statement, e.g. "SELECT interaction_type, count(*) FROM interactions GROUP BY 1".
+        sql: String,
+        /// The tenant whose rows the query sees (default: the operator tenant).
+        #[arg(long)]
+        tenant: Option<String>,
+        /// table (default on a terminal), csv, json or parquet.
+        #[arg(long, value_parser = ["table", "csv", "json", "parquet"])]
+        format: Option<String>,
+        /// Write the result to this file instead of standard output.
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Most rows to return (default: analytics.max_download_rows).
+        #[arg(long)]
+        max_rows: Option<usize>,
+    },
     /// Local models: list them, fetch the shipped ones, verify their checksums.
     Models {
         #[command(subcommand)]
@@ -175,6 +193,37 @@ pub enum BenchCommand {
         #[arg(long)]
         no_peer: bool,
     },
+    /// SQL over the lake: writes (or reuses) a synthetic lake of --rows interactions over
+    /// --days days from --seed, then runs the four reports and three ad-hoc queries cold and
+    /// hot through Flywheel's engine and through DuckDB on the same files with the same SQL.
+    /// Prints a Markdown table with the ratios and the lake's size per million interactions.
+    Lake {
+        /// Interactions in the lake (both tenants together).
+        #[arg(long, default_value_t = 10_000_000)]
+        rows: u64,
+        /// Days the interactions span, from 2025-01-01.
+        #[arg(long, default_value_t = 365)]
+        days: u32,
+        /// The generator's seed: the same seed writes the same lake.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Where the lake is written and reused from.
+        #[arg(long, value_name = "PATH", default_value = "bench-lake")]
+        dir: PathBuf,
+        /// Write the lake again even when one with the same rows, days and seed exists.
+        #[arg(long)]
+        regenerate: bool,
+        /// Hot runs per query and engine, after the cold one; medians are reported.
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        /// The Python interpreter that has duckdb installed (default: $FLYWHEEL_PYTHON, else
+        /// python3).
+        #[arg(long, value_name = "PATH")]
+        python: Option<PathBuf>,
+        /// Skip DuckDB.
+        #[arg(long)]
+        no_peer: bool,
+    },
 }
 
 /// The parts of `flywheel bench local`.
@@ -238,6 +287,22 @@ pub enum LakeCommand {
     Compact,
     /// Rewrite the derived datasets (processed/outcomes: the latest outcome per interaction).
     Derive,
+    /// Print SQL that defines the lake's tables in another engine (external tables and views).
+    Ddl {
+        /// duckdb or athena.
+        #[arg(long, value_parser = ["duckdb", "athena"])]
+        engine: String,
+        /// Limit the tables to one tenant's rows (default: all tenants, with a tenant_id column).
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Where the lake is as the other engine sees it (default: lake.url; for Athena an
+        /// s3:// location is required).
+        #[arg(long)]
+        location: Option<String>,
+        /// Athena: the database (schema) to create the tables in.
+        #[arg(long, default_value = "flywheel")]
+        database: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -21,6 +21,10 @@ use crate::cli::{
 };
 use crate::telemetry;
 
+// `flywheel bench lake` lives in its own file next to the other benches.
+#[path = "bench_lake.rs"]
+pub mod bench_lake;
+
 /// Environment variable holding the bootstrap admin key for automated first starts.
 pub const BOOTSTRAP_KEY_ENV: &str = "FLYWHEEL_BOOTSTRAP_ADMIN_KEY";
 
@@ -53,7 +57,35 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keys { command } => keys(config, command).await,
         Command::Token { command } => token(config, command).await,
         Command::Interactions { command } => interactions(config, command).await,
+        Command::Lake {
+            command:
+                LakeCommand::Ddl {
+                    engine,
+                    tenant,
+                    location,
+                    database,
+                },
+        } => crate::query::ddl(&config, &engine, tenant, location, database),
         Command::Lake { command } => lake(config, command).await,
+        Command::Query {
+            sql,
+            tenant,
+            format,
+            output,
+            max_rows,
+        } => {
+            crate::query::run(
+                config,
+                crate::query::QueryArgs {
+                    sql,
+                    tenant,
+                    format,
+                    output,
+                    max_rows,
+                },
+            )
+            .await
+        }
         Command::Models { command } => models(config, command).await,
         Command::Bench {
             command:
@@ -157,6 +189,33 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let report = crate::bench::local::run_local(&config.models, &bench).await?;
             print!("{}", crate::bench::local::markdown(&report, &bench));
+            Ok(())
+        }
+        Command::Bench {
+            command:
+                BenchCommand::Lake {
+                    rows,
+                    days,
+                    seed,
+                    dir,
+                    regenerate,
+                    runs,
+                    python,
+                    no_peer,
+                },
+        } => {
+            let bench = bench_lake::LakeBench {
+                rows,
+                days: days.max(1),
+                seed,
+                dir,
+                regenerate,
+                runs: runs.max(1),
+                python,
+                peer: !no_peer,
+            };
+            let report = bench_lake::run_lake(&bench).await?;
+            print!("{}", bench_lake::markdown(&report, &bench));
             Ok(())
         }
     }
@@ -429,6 +488,9 @@ async fn lake(config: Config, command: LakeCommand) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        LakeCommand::Ddl { .. } => Err(anyhow::anyhow!(
+            "lake ddl needs no database and is handled before it is opened"
+        )),
         LakeCommand::Derive => {
             eprintln!(
                 "reading the raw dataset in {}",

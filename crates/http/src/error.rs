@@ -177,6 +177,9 @@ impl From<ServiceError> for ApiError {
                     ..ApiError::new(status, code, failure.message)
                 }
             }
+            ServiceError::Query { code, message } => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
+            }
             ServiceError::Internal(err) => {
                 tracing::error!(error = ?err, "internal error");
                 ApiError::new(

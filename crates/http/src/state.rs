@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use flywheel_services::analytics::AnalyticsService;
 use flywheel_services::concierge::ConciergeService;
 use flywheel_services::gateway::GatewayService;
 use flywheel_services::ingest::IngestService;
@@ -30,6 +31,7 @@ pub struct Services {
     pub gateway: Arc<GatewayService>,
     pub provider_keys: Arc<ProviderKeyService>,
     pub concierge: Arc<ConciergeService>,
+    pub analytics: Arc<AnalyticsService>,
 }
 
 #[derive(Debug, Clone)]
@@ -39,6 +41,7 @@ pub struct AppState {
     pub gateway: Arc<GatewayService>,
     pub provider_keys: Arc<ProviderKeyService>,
     pub concierge: Arc<ConciergeService>,
+    pub analytics: Arc<AnalyticsService>,
     pub store: Store,
     pub metrics: Arc<HttpMetrics>,
     pub http: Arc<HttpSettings>,
@@ -52,6 +55,7 @@ impl AppState {
             gateway,
             provider_keys,
             concierge,
+            analytics,
         } = services;
         AppState {
             identity,
@@ -64,6 +68,7 @@ impl AppState {
             gateway,
             provider_keys,
             concierge,
+            analytics,
             store,
             http: Arc::new(settings),
         }

@@ -142,6 +142,17 @@ impl Lake {
         &self.url
     }
 
+    /// The object store under the lake, for engines that read the files themselves (the SQL
+    /// engine). Paths in it are [`Lake::object_path`]s.
+    pub fn object_store(&self) -> Arc<dyn ObjectStore> {
+        Arc::clone(&self.store)
+    }
+
+    /// The object-store path of a lake-relative path.
+    pub fn object_path(&self, relative: &str) -> Path {
+        self.full_path(relative)
+    }
+
     fn full_path(&self, relative: &str) -> Path {
         if self.root.as_ref().is_empty() {
             Path::from(relative)

@@ -33,6 +33,10 @@ pub enum ServiceError {
     /// The model provider failed after retries and fallback.
     #[error("upstream {}: {}", .0.class, .0.message)]
     Upstream(UpstreamFailure),
+    /// A query over the lake was refused or failed by its own fault (bad SQL, over a limit);
+    /// `code` says which (`invalid_query`, `query_timeout`, `query_too_large`).
+    #[error("{code}: {message}")]
+    Query { code: &'static str, message: String },
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }

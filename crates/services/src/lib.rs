@@ -5,6 +5,7 @@
 //! Architecture invariant: nothing here knows about HTTP (no status codes, no axum types) or
 //! about a particular database; the CLI and the HTTP layer call the same functions.
 
+pub mod analytics;
 pub mod archive;
 mod cache;
 pub mod concierge;

@@ -1,5 +1,6 @@
 //! Route registration. Every API route is added here through `utoipa_axum::routes!`.
 
+mod analytics;
 mod api_keys;
 mod concierge;
 mod gateway;
@@ -55,6 +56,11 @@ pub(crate) fn api_router() -> OpenApiRouter<AppState> {
             concierge::erase_conversations
         ))
         .routes(routes!(concierge::message_feedback))
+        .routes(routes!(analytics::sql))
+        .routes(routes!(analytics::ai_usage))
+        .routes(routes!(analytics::funnel))
+        .routes(routes!(analytics::partners))
+        .routes(routes!(analytics::models))
 }
 
 pub(crate) async fn fallback() -> ApiError {
