@@ -100,9 +100,7 @@ impl DatasetKind {
     /// `parquet` or `jsonl`.
     pub fn format(self) -> &'static str {
         match self {
-            DatasetKind::Conversations | DatasetKind::Outcomes | DatasetKind::Feedback => {
-                "parquet"
-            }
+            DatasetKind::Conversations | DatasetKind::Outcomes | DatasetKind::Feedback => "parquet",
             DatasetKind::TrainingLabeled | DatasetKind::TrainingUnlabeled => "jsonl",
         }
     }
@@ -391,7 +389,10 @@ impl Analytics {
     /// The manifests of the tenant's datasets, in kind then name order. A manifest that
     /// cannot be parsed is skipped with a warning (the lake may hold files from newer
     /// versions); one that names another tenant is ignored.
-    pub async fn list_datasets(&self, tenant: &str) -> Result<Vec<DatasetManifest>, AnalyticsError> {
+    pub async fn list_datasets(
+        &self,
+        tenant: &str,
+    ) -> Result<Vec<DatasetManifest>, AnalyticsError> {
         check_slug("tenant id", tenant)?;
         let mut manifests = Vec::new();
         for kind in DatasetKind::ALL {
@@ -481,7 +482,10 @@ where
         let consistent = before == after;
         if consistent || attempt >= SOURCE_ATTEMPTS {
             if !consistent {
-                tracing::warn!(attempts = attempt, "raw files kept changing during a derivation");
+                tracing::warn!(
+                    attempts = attempt,
+                    "raw files kept changing during a derivation"
+                );
             }
             return Ok((
                 value,
@@ -564,12 +568,19 @@ pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 /// `array` cast to `data_type`.
-pub(crate) fn cast_column(array: &ArrayRef, data_type: &DataType) -> Result<ArrayRef, AnalyticsError> {
-    cast(array, data_type).map_err(|err| AnalyticsError::Engine(format!("cannot read a column: {err}")))
+pub(crate) fn cast_column(
+    array: &ArrayRef,
+    data_type: &DataType,
+) -> Result<ArrayRef, AnalyticsError> {
+    cast(array, data_type)
+        .map_err(|err| AnalyticsError::Engine(format!("cannot read a column: {err}")))
 }
 
 /// A timestamp column as Unix milliseconds.
-pub(crate) fn millis_column(batch: &RecordBatch, name: &str) -> Result<Option<Int64Array>, AnalyticsError> {
+pub(crate) fn millis_column(
+    batch: &RecordBatch,
+    name: &str,
+) -> Result<Option<Int64Array>, AnalyticsError> {
     let Some(column) = batch.column_by_name(name) else {
         return Ok(None);
     };
@@ -628,7 +639,12 @@ fn plain_strings(
     let fields: Vec<Field> = schema
         .fields()
         .iter()
-        .map(|field| field.as_ref().clone().with_data_type(plain(field.data_type())))
+        .map(|field| {
+            field
+                .as_ref()
+                .clone()
+                .with_data_type(plain(field.data_type()))
+        })
         .collect();
     let plain_schema = Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()));
     let mut out = Vec::with_capacity(batches.len());
@@ -662,9 +678,22 @@ mod tests {
         for good in ["acme", "a1", "my-tenant-2", "latest"] {
             assert!(check_slug("tenant id", good).is_ok(), "{good}");
         }
-        for bad in ["", "a", "Acme", "-acme", "ac/me", "..", "a_b", "ac me", "tenant_id=x"] {
+        for bad in [
+            "",
+            "a",
+            "Acme",
+            "-acme",
+            "ac/me",
+            "..",
+            "a_b",
+            "ac me",
+            "tenant_id=x",
+        ] {
             assert!(
-                matches!(check_slug("tenant id", bad), Err(AnalyticsError::Invalid(_))),
+                matches!(
+                    check_slug("tenant id", bad),
+                    Err(AnalyticsError::Invalid(_))
+                ),
                 "{bad}"
             );
         }

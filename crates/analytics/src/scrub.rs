@@ -95,8 +95,7 @@ pub struct Scrubber {
 
 /// An e-mail address: a common local part, a dotted domain and an alphabetic top-level
 /// domain (so `lodash@4.17.21` and `user@host` are left alone).
-const EMAIL_PATTERN: &str =
-    r"[\p{L}\p{N}._%+\-]+@[\p{L}\p{N}](?:[\p{L}\p{N}\-]*[\p{L}\p{N}])?(?:\.[\p{L}\p{N}](?:[\p{L}\p{N}\-]*[\p{L}\p{N}])?)*\.\p{L}{2,63}";
+const EMAIL_PATTERN: &str = r"[\p{L}\p{N}._%+\-]+@[\p{L}\p{N}](?:[\p{L}\p{N}\-]*[\p{L}\p{N}])?(?:\.[\p{L}\p{N}](?:[\p{L}\p{N}\-]*[\p{L}\p{N}])?)*\.\p{L}{2,63}";
 
 /// The written shapes of a phone number; each match is then checked by `is_phone`.
 const PHONE_PATTERN: &str = r"(?x)
@@ -151,8 +150,16 @@ impl Scrubber {
         Ok(Scrubber {
             terms,
             patterns,
-            email: if rules.emails { Some(compile(EMAIL_PATTERN)?) } else { None },
-            phone: if rules.phones { Some(compile(PHONE_PATTERN)?) } else { None },
+            email: if rules.emails {
+                Some(compile(EMAIL_PATTERN)?)
+            } else {
+                None
+            },
+            phone: if rules.phones {
+                Some(compile(PHONE_PATTERN)?)
+            } else {
+                None
+            },
             fields: rules
                 .fields
                 .iter()
@@ -347,6 +354,17 @@ fn is_phone(text: &str, start: usize, end: usize) -> bool {
     if next_to_currency(&text[..start], after_text) {
         return false;
     }
+    // A piece of a longer digit sequence grouped the same way (`4111 1111 1111 1111`).
+    let separators: Vec<char> = candidate.chars().filter(|c| !c.is_ascii_digit()).collect();
+    let mut back = text[..start].chars().rev();
+    let (before_1, before_2) = (back.next(), back.next());
+    let continues = |separator: Option<char>, digit: Option<char>| {
+        separator.is_some_and(|c| separators.contains(&c))
+            && digit.is_some_and(|c| c.is_ascii_digit())
+    };
+    if continues(before_1, before_2) || continues(next, next_next) {
+        return false;
+    }
     let international = candidate.starts_with('+');
     let area_code = candidate.contains('(');
     if international || area_code {
@@ -356,7 +374,6 @@ fn is_phone(text: &str, start: usize, end: usize) -> bool {
         .split(|c: char| !c.is_ascii_digit())
         .filter(|group| !group.is_empty())
         .collect();
-    let separators: Vec<char> = candidate.chars().filter(|c| !c.is_ascii_digit()).collect();
     if groups.len() == 1 {
         // Only the bare `0…` shape gets here.
         return true;
@@ -392,11 +409,13 @@ fn is_phone(text: &str, start: usize, end: usize) -> bool {
     true
 }
 
-/// Whether a currency sign or code stands right before or after the candidate (one space
-/// allowed): `€ 1 234 567 890`, `1 234 567 890 EUR`.
+/// Whether a currency sign or code stands before or after the candidate, across the rest of
+/// the amount (`€ 1 234 567 890`, `EUR 1 234 567 890`, `1 234 567 890 EUR`): a candidate found
+/// inside a rejected amount must not pass for lack of context.
 fn next_to_currency(before: &str, after: &str) -> bool {
-    let before = before.strip_suffix(' ').unwrap_or(before);
-    let after = after.strip_prefix(' ').unwrap_or(after);
+    let amount = |c: char| c.is_ascii_digit() || matches!(c, ' ' | '.' | ',' | '\'');
+    let before = before.trim_end_matches(amount);
+    let after = after.trim_start_matches(amount);
     if before.ends_with(CURRENCY_SIGNS) || after.starts_with(CURRENCY_SIGNS) {
         return true;
     }
@@ -437,7 +456,10 @@ mod tests {
     #[test]
     fn email_addresses_are_replaced() {
         for (input, expected) in [
-            ("write to jane.doe@example.com today", "write to [EMAIL] today"),
+            (
+                "write to jane.doe@example.com today",
+                "write to [EMAIL] today",
+            ),
             ("Jane.Doe+tag@mail.example.co.uk.", "[EMAIL]."),
             ("<bob_99@sub-domain.example.org>", "<[EMAIL]>"),
             ("a@b.io and c@d.io", "[EMAIL] and [EMAIL]"),
@@ -481,10 +503,16 @@ mod tests {
             "0612345678",
             "555-1234",
         ] {
-            assert_eq!(scrub(&format!("call {input} now")), "call [PHONE] now", "{input}");
+            assert_eq!(
+                scrub(&format!("call {input} now")),
+                "call [PHONE] now",
+                "{input}"
+            );
             assert_eq!(scrub(input), "[PHONE]", "{input}");
         }
         assert_eq!(scrub("tel:+1-555-123-4567."), "tel:[PHONE].");
+        // A number next to a rejected candidate is still found.
+        assert_eq!(scrub("2026-01-15 555-123-4567"), "2026-01-15 [PHONE]");
         assert_eq!(
             scrub("mobile 0612345678, office (555) 123-4567"),
             "mobile [PHONE], office [PHONE]"
@@ -518,6 +546,7 @@ mod tests {
             "grew 12.5% to 1234567",
             "room 12 of 34",
             "1 234 567 people",
+            "4111 1111 1111 1111",
             "4111 1111 1111 1111 1111",
             "file_0612345678.txt",
             "id-0612345678",

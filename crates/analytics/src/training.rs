@@ -121,14 +121,13 @@ impl TrainingFilters {
 
     /// `column >= $1 AND column < $2` for the bounds that are set (only `from` when
     /// `from_only`), and their parameters.
-    fn time_conditions(
-        &self,
-        column: &str,
-        from_only: bool,
-    ) -> (Vec<String>, Vec<ScalarValue>) {
+    fn time_conditions(&self, column: &str, from_only: bool) -> (Vec<String>, Vec<ScalarValue>) {
         let mut conditions = Vec::new();
         let mut params = Vec::new();
-        let bounds = [(">=", self.from), ("<", if from_only { None } else { self.to })];
+        let bounds = [
+            (">=", self.from),
+            ("<", if from_only { None } else { self.to }),
+        ];
         for (op, bound) in bounds {
             if let Some(bound) = bound {
                 params.push(ScalarValue::TimestampMillisecond(
@@ -168,8 +167,7 @@ impl Analytics {
         options.filters.check()?;
         let scrubber = Scrubber::new(&options.scrub)?;
 
-        let (label_conditions, label_params) =
-            options.filters.time_conditions("started_at", false);
+        let (label_conditions, label_params) = options.filters.time_conditions("started_at", false);
         let labels_sql = match label_conditions.is_empty() {
             true => LABELS_SELECT.to_owned(),
             false => format!("{LABELS_SELECT} WHERE {}", label_conditions.join(" AND ")),
@@ -386,7 +384,10 @@ fn column<T: Array + Clone + 'static>(
     let missing = || AnalyticsError::Engine(format!("the derivation query lacks column {name}"));
     let array = batch.column_by_name(name).ok_or_else(missing)?;
     let cast = cast_column(array, data_type)?;
-    cast.as_any().downcast_ref::<T>().cloned().ok_or_else(missing)
+    cast.as_any()
+        .downcast_ref::<T>()
+        .cloned()
+        .ok_or_else(missing)
 }
 
 fn millis(batch: &RecordBatch, name: &str) -> Result<Int64Array, AnalyticsError> {
@@ -436,9 +437,7 @@ fn read_labels(result: &QueryResult) -> Result<HashMap<String, Label>, Analytics
             });
             let outcome = OutcomeLabel {
                 partner_matched: opt_bool(&matched, idx),
-                partner_id: partner
-                    .is_valid(idx)
-                    .then(|| partner.value(idx).to_owned()),
+                partner_id: partner.is_valid(idx).then(|| partner.value(idx).to_owned()),
                 demo_booked: opt_bool(&demo, idx),
                 deal_closed: opt_bool(&deal, idx),
                 deal_value: opt_f64(&value, idx),
@@ -545,8 +544,7 @@ fn build(
         let (messages, unreadable) = assemble(conversation_records);
         if unreadable > 0 {
             tracing::warn!(conversation = %conversation_id, records = unreadable, "unreadable interaction documents in a training export");
-            *out
-                .report
+            *out.report
                 .skipped
                 .entry("unreadable_record".to_owned())
                 .or_default() += unreadable;
@@ -593,8 +591,9 @@ fn build(
                 .collect::<Vec<_>>(),
             "metadata": metadata,
         });
-        serde_json::to_writer(&mut out.lines, &line)
-            .map_err(|err| AnalyticsError::Engine(format!("cannot encode a training line: {err}")))?;
+        serde_json::to_writer(&mut out.lines, &line).map_err(|err| {
+            AnalyticsError::Engine(format!("cannot encode a training line: {err}"))
+        })?;
         out.lines.push(b'\n');
         out.rows += 1;
         out.report.scrubbed.add(counts);
@@ -613,7 +612,9 @@ fn rfc3339(ms: i64) -> Result<String, AnalyticsError> {
 /// A conversation's messages from its records (see the module docs), and how many records
 /// could not be parsed.
 fn assemble(mut records: Vec<Record>) -> (Vec<Message>, u64) {
-    records.sort_by(|a, b| (a.timestamp_ms, &a.interaction_id).cmp(&(b.timestamp_ms, &b.interaction_id)));
+    records.sort_by(|a, b| {
+        (a.timestamp_ms, &a.interaction_id).cmp(&(b.timestamp_ms, &b.interaction_id))
+    });
     let mut unreadable = 0;
     let mut own: Vec<Message> = Vec::new();
     let mut gateway: Vec<Vec<Message>> = Vec::new();
@@ -668,7 +669,9 @@ fn align_gateway(calls: Vec<Vec<Message>>) -> Vec<Message> {
             Some(message) if message.is("assistant") => call.len() - 1,
             _ => call.len(),
         };
-        let known = call[..prompt_len].iter().rposition(|message| message == last);
+        let known = call[..prompt_len]
+            .iter()
+            .rposition(|message| message == last);
         let new_from = known.map_or(0, |idx| idx + 1);
         transcript.extend(call.into_iter().skip(new_from));
     }
@@ -754,16 +757,33 @@ mod tests {
     #[test]
     fn gateway_calls_are_joined_without_repeating_the_prompt() {
         let calls = vec![
-            vec![message("system", "be brief"), message("user", "hi"), message("assistant", "hello")],
+            vec![
+                message("system", "be brief"),
+                message("user", "hi"),
+                message("assistant", "hello"),
+            ],
             // A failed call: the prompt only.
-            vec![message("system", "be brief"), message("user", "hi"), message("assistant", "hello"),
-                 message("user", "price?")],
+            vec![
+                message("system", "be brief"),
+                message("user", "hi"),
+                message("assistant", "hello"),
+                message("user", "price?"),
+            ],
             // Its retry.
-            vec![message("system", "be brief"), message("user", "hi"), message("assistant", "hello"),
-                 message("user", "price?"), message("assistant", "ten")],
+            vec![
+                message("system", "be brief"),
+                message("user", "hi"),
+                message("assistant", "hello"),
+                message("user", "price?"),
+                message("assistant", "ten"),
+            ],
             // The client trimmed its context.
-            vec![message("system", "be brief"), message("assistant", "ten"), message("user", "ok"),
-                 message("assistant", "ok")],
+            vec![
+                message("system", "be brief"),
+                message("assistant", "ten"),
+                message("user", "ok"),
+                message("assistant", "ok"),
+            ],
         ];
         assert_eq!(
             align_gateway(calls),
@@ -784,18 +804,31 @@ mod tests {
         let records = vec![
             record(2, "b", false, &[("assistant", "own answer")]),
             record(1, "a", false, &[("user", "own question")]),
-            record(1, "g", true, &[("user", "own question"), ("assistant", "gateway answer")]),
+            record(
+                1,
+                "g",
+                true,
+                &[("user", "own question"), ("assistant", "gateway answer")],
+            ),
         ];
         let (messages, unreadable) = assemble(records);
         assert_eq!(unreadable, 0);
         assert_eq!(
             messages,
-            vec![message("user", "own question"), message("assistant", "own answer")]
+            vec![
+                message("user", "own question"),
+                message("assistant", "own answer")
+            ]
         );
         // Without an own answer the gateway's records are used.
         let records = vec![
             record(1, "a", false, &[("user", "own question")]),
-            record(1, "g", true, &[("user", "q"), ("assistant", "gateway answer")]),
+            record(
+                1,
+                "g",
+                true,
+                &[("user", "q"), ("assistant", "gateway answer")],
+            ),
         ];
         assert_eq!(
             assemble(records).0,
@@ -818,16 +851,29 @@ mod tests {
         ];
         assert_eq!(
             clean(messages),
-            Ok(vec![message("system", "s"), message("user", "q"), message("assistant", "a")])
+            Ok(vec![
+                message("system", "s"),
+                message("user", "q"),
+                message("assistant", "a")
+            ])
         );
-        assert_eq!(clean(vec![message("user", "q")]), Err("no_assistant_message"));
-        assert_eq!(clean(vec![message("assistant", "a")]), Err("no_user_message"));
+        assert_eq!(
+            clean(vec![message("user", "q")]),
+            Err("no_assistant_message")
+        );
+        assert_eq!(
+            clean(vec![message("assistant", "a")]),
+            Err("no_user_message")
+        );
         assert_eq!(clean(vec![message("tool", "x")]), Err("no_messages"));
     }
 
     #[test]
     fn the_hash_ignores_case_and_white_space_only() {
-        let a = messages_hash(&[message("user", "Hello  there\n"), message("assistant", "Hi")]);
+        let a = messages_hash(&[
+            message("user", "Hello  there\n"),
+            message("assistant", "Hi"),
+        ]);
         let b = messages_hash(&[message("user", "hello there"), message("assistant", "hi")]);
         let c = messages_hash(&[message("user", "hello there"), message("user", "hi")]);
         assert_eq!(a, b);
@@ -869,10 +915,22 @@ mod tests {
         ]);
         let records = HashMap::from([
             ("c-late".to_owned(), vec![record(30, "1", false, &dialogue)]),
-            ("c-early".to_owned(), vec![record(10, "2", false, &dialogue)]),
-            ("c-low".to_owned(), vec![record(20, "3", false, &[("user", "q"), ("assistant", "a")])]),
-            ("c-none".to_owned(), vec![record(5, "4", false, &[("user", "q"), ("assistant", "a")])]),
-            ("c-empty".to_owned(), vec![record(6, "5", false, &[("user", "q")])]),
+            (
+                "c-early".to_owned(),
+                vec![record(10, "2", false, &dialogue)],
+            ),
+            (
+                "c-low".to_owned(),
+                vec![record(20, "3", false, &[("user", "q"), ("assistant", "a")])],
+            ),
+            (
+                "c-none".to_owned(),
+                vec![record(5, "4", false, &[("user", "q"), ("assistant", "a")])],
+            ),
+            (
+                "c-empty".to_owned(),
+                vec![record(6, "5", false, &[("user", "q")])],
+            ),
         ]);
         let filters = TrainingFilters {
             min_rating: Some(5.0),
@@ -885,8 +943,14 @@ mod tests {
         let labeled = lines(&built.labeled);
         assert_eq!(labeled.len(), 1, "{labeled:?}");
         assert_eq!(labeled[0]["metadata"]["conversation_id"], json!("c-early"));
-        assert_eq!(labeled[0]["metadata"]["label_source"], json!("feedback+outcome"));
-        assert_eq!(labeled[0]["messages"][0]["content"], json!("hi, I am [EMAIL]"));
+        assert_eq!(
+            labeled[0]["metadata"]["label_source"],
+            json!("feedback+outcome")
+        );
+        assert_eq!(
+            labeled[0]["messages"][0]["content"],
+            json!("hi, I am [EMAIL]")
+        );
         let report = &built.labeled.report;
         assert_eq!(report.conversations, 3);
         assert_eq!(report.duplicates_dropped, 1);
@@ -898,14 +962,23 @@ mod tests {
         assert_eq!(unlabeled.len(), 1);
         assert_eq!(unlabeled[0]["metadata"]["conversation_id"], json!("c-none"));
         assert!(unlabeled[0]["metadata"].get("label").is_none());
-        assert_eq!(built.unlabeled.report.skipped.get("no_assistant_message"), Some(&1));
+        assert_eq!(
+            built.unlabeled.report.skipped.get("no_assistant_message"),
+            Some(&1)
+        );
     }
 
     #[test]
     fn filters_are_checked() {
         let bad = [
-            TrainingFilters { min_rating: Some(11.0), ..TrainingFilters::default() },
-            TrainingFilters { min_rating: Some(f64::NAN), ..TrainingFilters::default() },
+            TrainingFilters {
+                min_rating: Some(11.0),
+                ..TrainingFilters::default()
+            },
+            TrainingFilters {
+                min_rating: Some(f64::NAN),
+                ..TrainingFilters::default()
+            },
             TrainingFilters {
                 from: DateTime::from_timestamp_millis(10),
                 to: DateTime::from_timestamp_millis(10),
@@ -913,10 +986,16 @@ mod tests {
             },
         ];
         for filters in bad {
-            assert!(matches!(filters.check(), Err(AnalyticsError::Invalid(_))), "{filters:?}");
+            assert!(
+                matches!(filters.check(), Err(AnalyticsError::Invalid(_))),
+                "{filters:?}"
+            );
         }
         assert!(TrainingFilters::default().check().is_ok());
-        assert_eq!(OutcomeFilter::parse("deal_closed"), Some(OutcomeFilter::DealClosed));
+        assert_eq!(
+            OutcomeFilter::parse("deal_closed"),
+            Some(OutcomeFilter::DealClosed)
+        );
         assert_eq!(OutcomeFilter::parse("deal"), None);
     }
 }

@@ -1454,12 +1454,13 @@ impl Activity<'_, '_> {
                 json!({"ui_variant": user.ui_variant, "concierge_prompt": prompt_version}),
             );
             body.insert("metadata".into(), self.metadata(user, answer_at, false));
+            let received_at_ms = answer_at + self.rng.gen_range(1..15);
             self.emit(
                 Envelope {
                     tenant: population.tenant,
                     id: answer_id.clone(),
                     timestamp_ms: answer_at,
-                    received_at_ms: answer_at + self.rng.gen_range(1..15),
+                    received_at_ms,
                     interaction_type: "ai_concierge_response",
                     user,
                     user_type: "contractor",
@@ -1541,12 +1542,13 @@ impl Activity<'_, '_> {
             body.insert("conversation_id".into(), json!(conversation));
         }
         body.insert("metadata".into(), self.service_metadata(SDK_AGENTS[0], at));
+        let received_at_ms = at + self.rng.gen_range(0..5);
         self.emit(
             Envelope {
                 tenant,
                 id,
                 timestamp_ms: at,
-                received_at_ms: at + self.rng.gen_range(0..5),
+                received_at_ms,
                 interaction_type: "ai_completion",
                 user,
                 user_type,
@@ -1590,12 +1592,13 @@ impl Activity<'_, '_> {
                     }),
                 );
                 body.insert("metadata".into(), self.service_metadata(SDK_AGENTS[0], at));
+                let received_at_ms = at + self.rng.gen_range(0..5);
                 self.emit(
                     Envelope {
                         tenant: population.tenant,
                         id,
                         timestamp_ms: at,
-                        received_at_ms: at + self.rng.gen_range(0..5),
+                        received_at_ms,
                         interaction_type: "ai_embedding",
                         user,
                         user_type,
@@ -1711,12 +1714,13 @@ impl Activity<'_, '_> {
             }),
         );
         body.insert("metadata".into(), self.metadata(user, at, true));
+        let received_at_ms = at + self.rng.gen_range(50..2_000);
         self.emit(
             Envelope {
                 tenant,
                 id,
                 timestamp_ms: at,
-                received_at_ms: at + self.rng.gen_range(50..2_000),
+                received_at_ms,
                 interaction_type: "form_submission",
                 user,
                 user_type: "contractor",
@@ -1760,12 +1764,13 @@ impl Activity<'_, '_> {
             json!({"matching_algorithm": if self.rng.gen_bool(0.5) { "v2" } else { "v3-embeddings" }}),
         );
         body.insert("metadata".into(), self.metadata(user, at, false));
+        let received_at_ms = at + self.rng.gen_range(20..500);
         self.emit(
             Envelope {
                 tenant,
                 id: root.clone(),
                 timestamp_ms: at,
-                received_at_ms: at + self.rng.gen_range(20..500),
+                received_at_ms,
                 interaction_type: "partner_match",
                 user,
                 user_type: "contractor",
@@ -1877,12 +1882,13 @@ impl Activity<'_, '_> {
         body.insert("outcomes".into(), outcomes);
         body.insert("source".into(), json!({"system": "crm", "record": format!("opp-{}", self.rng.gen_range(100_000..999_999))}));
         body.insert("metadata".into(), self.service_metadata(CRM_AGENT, at));
+        let received_at_ms = at + self.rng.gen_range(200..5_000);
         self.emit(
             Envelope {
                 tenant,
                 id,
                 timestamp_ms: at,
-                received_at_ms: at + self.rng.gen_range(200..5_000),
+                received_at_ms,
                 interaction_type,
                 user,
                 user_type: "contractor",
@@ -1924,12 +1930,13 @@ impl Activity<'_, '_> {
         body.insert("session_id".into(), json!(conversation));
         body.insert("feedback".into(), feedback);
         body.insert("metadata".into(), self.metadata(user, at, false));
+        let received_at_ms = at + self.rng.gen_range(20..800);
         self.emit(
             Envelope {
                 tenant,
                 id,
                 timestamp_ms: at,
-                received_at_ms: at + self.rng.gen_range(20..800),
+                received_at_ms,
                 interaction_type: "feedback",
                 user,
                 user_type: "contractor",

@@ -1,6 +1,9 @@
 //! Derived datasets and training data written to the lake: per-tenant Parquet datasets with
 //! manifests, and the training export (labels, filters, deduplication, scrubbing, format).
 
+// Helpers outside `#[test]` functions panic too (the suite's `main.rs` does not allow it yet).
+#![allow(clippy::panic)]
+
 use std::collections::BTreeSet;
 
 use datafusion::arrow::datatypes::DataType;
@@ -40,13 +43,34 @@ fn turn(
     conversation: &str,
     pairs: &[(&str, &str)],
 ) -> InteractionRecord {
-    record("acme", id, ms, kind, user, json!({"conversation_id": conversation,
-        "ai_conversation": {"messages": messages(pairs), "total_tokens": 10}}))
+    record(
+        "acme",
+        id,
+        ms,
+        kind,
+        user,
+        json!({"conversation_id": conversation,
+        "ai_conversation": {"messages": messages(pairs), "total_tokens": 10}}),
+    )
 }
 
-fn feedback(id: &str, ms: i64, user: &str, parent: &str, conversation: &str, accuracy: f64) -> InteractionRecord {
-    record("acme", id, ms, "feedback", user, json!({"conversation_id": conversation,
-        "parent_interaction_id": parent, "feedback": {"helpful": true, "accuracy": accuracy}}))
+fn feedback(
+    id: &str,
+    ms: i64,
+    user: &str,
+    parent: &str,
+    conversation: &str,
+    accuracy: f64,
+) -> InteractionRecord {
+    record(
+        "acme",
+        id,
+        ms,
+        "feedback",
+        user,
+        json!({"conversation_id": conversation,
+        "parent_interaction_id": parent, "feedback": {"helpful": true, "accuracy": accuracy}}),
+    )
 }
 
 const CONV3_QUESTION: &str =
@@ -56,31 +80,102 @@ const CONV3_QUESTION: &str =
 /// answers, feedback 8 and a matched, booked outcome):
 /// - `conv2` (c6): an e-mail address and a phone number, no feedback → unlabeled;
 /// - `conv3` (c7): PII, a tool message, feedback 9 → labeled;
-/// - `conv4` (c8): the same words as conv3 in other case and spacing, feedback 9, later →
+/// - `conv4` (c8): the same words as conv3 in upper case and padded, feedback 9, later →
 ///   a duplicate;
 /// - `conv5` (s1): only gateway calls, each repeating the prompt → unlabeled, no repeats;
 /// - `conv6` (c9): a question without an answer → skipped.
 fn more_conversations() -> Vec<InteractionRecord> {
     vec![
-        turn("q2", at(12, 9), "ai_concierge", "c6", "conv2",
-            &[("user", "my email is jane.doe@example.com, call me on +1 555 123 4567")]),
-        turn("r2a", at(12, 9) + 1000, "ai_concierge_response", "c6", "conv2",
-            &[("assistant", "Thanks, noted.")]),
-        turn("q3", at(13, 9), "ai_concierge", "c7", "conv3", &[("user", CONV3_QUESTION)]),
-        turn("r3", at(13, 9) + 1000, "ai_concierge_response", "c7", "conv3",
-            &[("tool", "{\"profile\": \"bob@example.org\"}"), ("assistant", "I will call (555) 123-4567.")]),
+        turn(
+            "q2",
+            at(12, 9),
+            "ai_concierge",
+            "c6",
+            "conv2",
+            &[(
+                "user",
+                "my email is jane.doe@example.com, call me on +1 555 123 4567",
+            )],
+        ),
+        turn(
+            "r2a",
+            at(12, 9) + 1000,
+            "ai_concierge_response",
+            "c6",
+            "conv2",
+            &[("assistant", "Thanks, noted.")],
+        ),
+        turn(
+            "q3",
+            at(13, 9),
+            "ai_concierge",
+            "c7",
+            "conv3",
+            &[("user", CONV3_QUESTION)],
+        ),
+        turn(
+            "r3",
+            at(13, 9) + 1000,
+            "ai_concierge_response",
+            "c7",
+            "conv3",
+            &[
+                ("tool", "{\"profile\": \"bob@example.org\"}"),
+                ("assistant", "I will call (555) 123-4567."),
+            ],
+        ),
         feedback("f3", at(13, 10), "c7", "r3", "conv3", 9.0),
-        turn("q4", at(17, 9), "ai_concierge", "c8", "conv4",
-            &[("user", &CONV3_QUESTION.to_uppercase().replace(' ', "  "))]),
-        turn("r4a", at(17, 9) + 1000, "ai_concierge_response", "c8", "conv4",
-            &[("assistant", "I will call (555) 123-4567.")]),
+        turn(
+            "q4",
+            at(17, 9),
+            "ai_concierge",
+            "c8",
+            "conv4",
+            &[("user", &format!("  {} \n", CONV3_QUESTION.to_uppercase()))],
+        ),
+        turn(
+            "r4a",
+            at(17, 9) + 1000,
+            "ai_concierge_response",
+            "c8",
+            "conv4",
+            &[("assistant", "I will call (555) 123-4567.")],
+        ),
         feedback("f4", at(17, 10), "c8", "r4a", "conv4", 9.0),
-        turn("g5a", at(18, 9), "ai_completion", "s1", "conv5",
-            &[("system", "Be brief."), ("user", "What is a flywheel?"), ("assistant", "A wheel.")]),
-        turn("g5b", at(18, 10), "ai_completion", "s1", "conv5",
-            &[("system", "Be brief."), ("user", "What is a flywheel?"), ("assistant", "A wheel."),
-              ("user", "And here?"), ("assistant", "A platform.")]),
-        turn("q6", at(19, 9), "ai_concierge", "c9", "conv6", &[("user", "hello?")]),
+        turn(
+            "g5a",
+            at(18, 9),
+            "ai_completion",
+            "s1",
+            "conv5",
+            &[
+                ("system", "Be brief."),
+                ("user", "What is a flywheel?"),
+                ("assistant", "A wheel."),
+            ],
+        ),
+        turn(
+            "g5b",
+            at(18, 10),
+            "ai_completion",
+            "s1",
+            "conv5",
+            &[
+                ("system", "Be brief."),
+                ("user", "What is a flywheel?"),
+                ("assistant", "A wheel."),
+                ("user", "And here?"),
+                ("assistant", "A platform."),
+            ],
+        ),
+        turn(
+            "q6",
+            at(19, 9),
+            "ai_concierge",
+            "c9",
+            "conv6",
+            &[("user", "hello?")],
+        ),
     ]
 }
 
@@ -127,22 +222,36 @@ fn assert_fine_tuning_line(line: &Value) {
         let keys: BTreeSet<&str> = object.keys().map(String::as_str).collect();
         assert_eq!(keys, BTreeSet::from(["content", "role"]), "{line}");
         assert!(
-            matches!(message["role"].as_str(), Some("system" | "user" | "assistant")),
+            matches!(
+                message["role"].as_str(),
+                Some("system" | "user" | "assistant")
+            ),
             "{line}"
         );
         assert!(
-            message["content"].as_str().is_some_and(|c| !c.trim().is_empty()),
+            message["content"]
+                .as_str()
+                .is_some_and(|c| !c.trim().is_empty()),
             "{line}"
         );
     }
     assert!(messages.iter().any(|m| m["role"] == "user"), "{line}");
-    assert_eq!(messages.last().map(|m| &m["role"]), Some(&json!("assistant")), "{line}");
+    assert_eq!(
+        messages.last().map(|m| &m["role"]),
+        Some(&json!("assistant")),
+        "{line}"
+    );
 }
 
 fn conversation_ids(lines: &[Value]) -> Vec<String> {
     lines
         .iter()
-        .map(|line| line["metadata"]["conversation_id"].as_str().unwrap_or_default().to_owned())
+        .map(|line| {
+            line["metadata"]["conversation_id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
         .collect()
 }
 
@@ -164,7 +273,10 @@ fn contents(line: &Value) -> Vec<(String, String)> {
 }
 
 fn line_of<'a>(lines: &'a [Value], conversation: &str) -> &'a Value {
-    match lines.iter().find(|l| l["metadata"]["conversation_id"] == json!(conversation)) {
+    match lines
+        .iter()
+        .find(|l| l["metadata"]["conversation_id"] == json!(conversation))
+    {
         Some(line) => line,
         None => panic!("{conversation} not in {lines:?}"),
     }
@@ -173,11 +285,17 @@ fn line_of<'a>(lines: &'a [Value], conversation: &str) -> &'a Value {
 #[tokio::test]
 async fn training_export_labels_scrubs_deduplicates_and_speaks_the_fine_tuning_format() {
     let f = with_conversations().await;
-    let manifests = ok(f.analytics.export_training("acme", &DeriveOptions::default()).await);
+    let manifests = ok(f
+        .analytics
+        .export_training("acme", &DeriveOptions::default())
+        .await);
     assert_eq!(manifests.len(), 2);
     let labeled_manifest = by_kind(&manifests, DatasetKind::TrainingLabeled);
     let unlabeled_manifest = by_kind(&manifests, DatasetKind::TrainingUnlabeled);
-    assert_eq!(labeled_manifest.path, "training-data/labeled/tenant_id=acme/latest.jsonl");
+    assert_eq!(
+        labeled_manifest.path,
+        "training-data/labeled/tenant_id=acme/latest.jsonl"
+    );
     assert_eq!(
         unlabeled_manifest.manifest_path,
         "training-data/unlabeled/tenant_id=acme/latest.manifest.json"
@@ -202,11 +320,23 @@ async fn training_export_labels_scrubs_deduplicates_and_speaks_the_fine_tuning_f
         ]
     );
     assert_eq!(conv1["metadata"]["label_source"], json!("feedback+outcome"));
-    assert_eq!(conv1["metadata"]["label"]["feedback"]["accuracy"], json!(8.0));
+    assert_eq!(
+        conv1["metadata"]["label"]["feedback"]["accuracy"],
+        json!(8.0)
+    );
     assert_eq!(conv1["metadata"]["label"]["feedback"]["count"], json!(1));
-    assert_eq!(conv1["metadata"]["label"]["outcome"]["partner_matched"], json!(true));
-    assert_eq!(conv1["metadata"]["label"]["outcome"]["demo_booked"], json!(true));
-    assert_eq!(conv1["metadata"]["started_at"], json!("2026-01-10T09:00:00.000Z"));
+    assert_eq!(
+        conv1["metadata"]["label"]["outcome"]["partner_matched"],
+        json!(true)
+    );
+    assert_eq!(
+        conv1["metadata"]["label"]["outcome"]["demo_booked"],
+        json!(true)
+    );
+    assert_eq!(
+        conv1["metadata"]["started_at"],
+        json!("2026-01-10T09:00:00.000Z")
+    );
 
     // Scrubbed: addresses and numbers gone, the date, the price and the id kept; the tool
     // message dropped.
@@ -242,7 +372,10 @@ async fn training_export_labels_scrubs_deduplicates_and_speaks_the_fine_tuning_f
     // The gateway's calls repeat the prompt: each message once.
     let conv5 = line_of(&unlabeled, "conv5");
     let roles: Vec<String> = contents(conv5).into_iter().map(|(role, _)| role).collect();
-    assert_eq!(roles, vec!["system", "user", "assistant", "user", "assistant"]);
+    assert_eq!(
+        roles,
+        vec!["system", "user", "assistant", "user", "assistant"]
+    );
 
     let report = match &labeled_manifest.training {
         Some(report) => report.clone(),
@@ -253,7 +386,9 @@ async fn training_export_labels_scrubs_deduplicates_and_speaks_the_fine_tuning_f
     assert_eq!(report.duplicates_dropped, 1);
     assert_eq!((report.scrubbed.emails, report.scrubbed.phones), (1, 2));
     assert_eq!(
-        labeled_manifest.time_range.map(|r| (r.min.timestamp_millis(), r.max.timestamp_millis())),
+        labeled_manifest
+            .time_range
+            .map(|r| (r.min.timestamp_millis(), r.max.timestamp_millis())),
         Some((at(10, 9), at(13, 9)))
     );
     let unlabeled_report = match &unlabeled_manifest.training {
@@ -261,19 +396,31 @@ async fn training_export_labels_scrubs_deduplicates_and_speaks_the_fine_tuning_f
         None => panic!("no training report"),
     };
     assert_eq!(unlabeled_manifest.row_count, 2);
-    assert_eq!(unlabeled_report.skipped.get("no_assistant_message"), Some(&1));
+    assert_eq!(
+        unlabeled_report.skipped.get("no_assistant_message"),
+        Some(&1)
+    );
     assert_eq!(unlabeled_report.duplicates_dropped, 0);
     assert_eq!(labeled_manifest.filters, Some(TrainingFilters::default()));
-    let raw: Vec<String> = ok(f.lake.current_raw_files().await).into_iter().map(|f| f.path).collect();
-    let recorded: Vec<String> =
-        labeled_manifest.source.raw_files.iter().map(|f| f.path.clone()).collect();
+    let raw: Vec<String> = ok(f.lake.current_raw_files().await)
+        .into_iter()
+        .map(|f| f.path)
+        .collect();
+    let recorded: Vec<String> = labeled_manifest
+        .source
+        .raw_files
+        .iter()
+        .map(|f| f.path.clone())
+        .collect();
     assert_eq!(recorded, raw);
     assert!(labeled_manifest.source.consistent);
     assert_eq!(labeled_manifest.source.sql.len(), 2);
 
     // The manifest on the lake is the one returned.
-    let stored: DatasetManifest =
-        ok(serde_json::from_slice(&ok(f.lake.get(&labeled_manifest.manifest_path).await)));
+    let stored: DatasetManifest = ok(serde_json::from_slice(&ok(f
+        .lake
+        .get(&labeled_manifest.manifest_path)
+        .await)));
     assert_eq!(stored, labeled_manifest);
 }
 
@@ -303,12 +450,18 @@ async fn training_filters_select_conversations_and_are_recorded() {
     let report = manifests[0].training.clone().unwrap_or_default();
     assert_eq!(report.filtered.get("min_rating"), Some(&1));
     assert_eq!(manifests[0].filters, Some(min_rating.filters.clone()));
-    assert_eq!(manifests[0].path, "training-data/labeled/tenant_id=acme/filtered.jsonl");
+    assert_eq!(
+        manifests[0].path,
+        "training-data/labeled/tenant_id=acme/filtered.jsonl"
+    );
     assert_eq!(
         ids(&f, manifests).await,
         vec![
             (DatasetKind::TrainingLabeled, vec!["conv3".to_owned()]),
-            (DatasetKind::TrainingUnlabeled, vec!["conv2".to_owned(), "conv5".to_owned()]),
+            (
+                DatasetKind::TrainingUnlabeled,
+                vec!["conv2".to_owned(), "conv5".to_owned()]
+            ),
         ]
     );
 
@@ -334,7 +487,11 @@ async fn training_filters_select_conversations_and_are_recorded() {
         ..TrainingFilters::default()
     });
     let manifests = ok(f.analytics.export_training("acme", &window).await);
-    assert!(manifests[0].source.sql[1].contains("\"timestamp\" >= $1"), "{:?}", manifests[0].source.sql);
+    assert!(
+        manifests[0].source.sql[1].contains("\"timestamp\" >= $1"),
+        "{:?}",
+        manifests[0].source.sql
+    );
     assert_eq!(
         ids(&f, manifests).await,
         vec![
@@ -372,7 +529,10 @@ async fn configured_fields_terms_and_patterns_are_redacted() {
                 "user".to_owned(),
                 r#"{"account_number":"[REDACTED]","note":"from [REDACTED]"}"#.to_owned()
             ),
-            ("assistant".to_owned(), "[REDACTED] ticket [REDACTED] is open.".to_owned()),
+            (
+                "assistant".to_owned(),
+                "[REDACTED] ticket [REDACTED] is open.".to_owned()
+            ),
         ]
     );
     let report = unlabeled.training.unwrap_or_default();
@@ -380,14 +540,22 @@ async fn configured_fields_terms_and_patterns_are_redacted() {
     // The manifest names the fields but never the terms or patterns.
     assert_eq!(report.scrub.fields, vec!["account_number".to_owned()]);
     assert_eq!((report.scrub.terms, report.scrub.patterns), (2, 1));
-    let manifest_text = String::from_utf8_lossy(&ok(f.lake.get(&unlabeled.manifest_path).await)).into_owned();
-    assert!(!manifest_text.contains("Globex") && !manifest_text.contains("TCK"), "{manifest_text}");
+    let manifest_text =
+        String::from_utf8_lossy(&ok(f.lake.get(&unlabeled.manifest_path).await)).into_owned();
+    assert!(
+        !manifest_text.contains("Globex") && !manifest_text.contains("TCK"),
+        "{manifest_text}"
+    );
 }
 
 fn parquet_rows(bytes: bytes::Bytes) -> (Vec<String>, usize) {
     let builder = ok(ParquetRecordBatchReaderBuilder::try_new(bytes));
-    let columns: Vec<String> =
-        builder.schema().fields().iter().map(|field| field.name().clone()).collect();
+    let columns: Vec<String> = builder
+        .schema()
+        .fields()
+        .iter()
+        .map(|field| field.name().clone())
+        .collect();
     let rows = ok(builder.build()).map(|batch| ok(batch).num_rows()).sum();
     (columns, rows)
 }
@@ -395,13 +563,31 @@ fn parquet_rows(bytes: bytes::Bytes) -> (Vec<String>, usize) {
 #[tokio::test]
 async fn processed_datasets_are_per_tenant_parquet_with_manifests() {
     let f = fixture().await;
-    let acme = ok(f.analytics.derive_processed("acme", &DeriveOptions::default()).await);
-    let other = ok(f.analytics.derive_processed("other", &DeriveOptions::default()).await);
+    let acme = ok(f
+        .analytics
+        .derive_processed("acme", &DeriveOptions::default())
+        .await);
+    let other = ok(f
+        .analytics
+        .derive_processed("other", &DeriveOptions::default())
+        .await);
 
     let expected = [
-        (DatasetKind::Conversations, "processed/conversations/tenant_id=acme/conversations.parquet", 1),
-        (DatasetKind::Outcomes, "processed/outcomes/tenant_id=acme/outcomes.parquet", 4),
-        (DatasetKind::Feedback, "processed/feedback/tenant_id=acme/feedback.parquet", 1),
+        (
+            DatasetKind::Conversations,
+            "processed/conversations/tenant_id=acme/conversations.parquet",
+            1,
+        ),
+        (
+            DatasetKind::Outcomes,
+            "processed/outcomes/tenant_id=acme/outcomes.parquet",
+            4,
+        ),
+        (
+            DatasetKind::Feedback,
+            "processed/feedback/tenant_id=acme/feedback.parquet",
+            1,
+        ),
     ];
     assert_eq!(acme.len(), 3);
     for (kind, path, rows) in expected {
@@ -415,21 +601,34 @@ async fn processed_datasets_are_per_tenant_parquet_with_manifests() {
         assert_eq!(manifest.sha256, hex(&Sha256::digest(&bytes)));
         let (columns, n_rows) = parquet_rows(bytes);
         assert_eq!(n_rows as u64, rows);
-        assert!(!columns.iter().any(|c| c == "tenant_id"), "{kind:?}: {columns:?}");
+        assert!(
+            !columns.iter().any(|c| c == "tenant_id"),
+            "{kind:?}: {columns:?}"
+        );
         assert!(manifest.filters.is_none() && manifest.training.is_none());
         assert_eq!(manifest.source.sql.len(), 1);
         assert!(!manifest.source.raw_files.is_empty());
     }
     let feedback = by_kind(&acme, DatasetKind::Feedback);
-    let range = feedback.time_range.map(|r| (r.min.timestamp_millis(), r.max.timestamp_millis()));
+    let range = feedback
+        .time_range
+        .map(|r| (r.min.timestamp_millis(), r.max.timestamp_millis()));
     assert_eq!(range, Some((at(11, 12), at(11, 12))));
     let outcomes = by_kind(&acme, DatasetKind::Outcomes);
-    let range = outcomes.time_range.map(|r| (r.min.timestamp_millis(), r.max.timestamp_millis()));
+    let range = outcomes
+        .time_range
+        .map(|r| (r.min.timestamp_millis(), r.max.timestamp_millis()));
     assert_eq!(range, Some((at(-5, 10), at(20, 10))));
     // Other has a conversation and an outcome, but no feedback: an empty file, still a table.
     let other_feedback = by_kind(&other, DatasetKind::Feedback);
-    assert_eq!((other_feedback.row_count, other_feedback.time_range), (0, None));
-    assert_eq!(parquet_rows(ok(f.lake.get(&other_feedback.path).await)).1, 0);
+    assert_eq!(
+        (other_feedback.row_count, other_feedback.time_range),
+        (0, None)
+    );
+    assert_eq!(
+        parquet_rows(ok(f.lake.get(&other_feedback.path).await)).1,
+        0
+    );
 
     // Listing: each tenant sees only its own manifests.
     let listed = ok(f.analytics.list_datasets("acme").await);
@@ -455,9 +654,15 @@ async fn processed_datasets_are_per_tenant_parquet_with_manifests() {
         .sql("SELECT tenant_id, conversation_id, deal_value FROM conversations ORDER BY tenant_id")
         .await);
     let batches = ok(frame.collect().await);
-    let text = ok(datafusion::arrow::util::pretty::pretty_format_batches(&batches)).to_string();
+    let text = ok(datafusion::arrow::util::pretty::pretty_format_batches(
+        &batches,
+    ))
+    .to_string();
     assert!(text.contains("| acme      | conv1           |"), "{text}");
-    assert!(text.contains("| other     | conv1           | 99999.0    |"), "{text}");
+    assert!(
+        text.contains("| other     | conv1           | 99999.0    |"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -479,7 +684,9 @@ async fn derive_datasets_writes_all_five_and_they_are_listed() {
     }
     let other_listed = ok(f.analytics.list_datasets("other").await);
     assert_eq!(other_listed.len(), 2);
-    assert!(other_listed.iter().all(|m| m.path.contains("tenant_id=other/")));
+    assert!(other_listed
+        .iter()
+        .all(|m| m.path.contains("tenant_id=other/")));
 }
 
 #[tokio::test]
@@ -487,14 +694,26 @@ async fn bad_names_filters_and_patterns_are_refused_before_writing() {
     let f = fixture().await;
     let analytics: &Analytics = &f.analytics;
     let bad_options = [
-        DeriveOptions { dataset: "../escape".to_owned(), ..DeriveOptions::default() },
-        DeriveOptions { dataset: "Latest".to_owned(), ..DeriveOptions::default() },
         DeriveOptions {
-            filters: TrainingFilters { min_rating: Some(-1.0), ..TrainingFilters::default() },
+            dataset: "../escape".to_owned(),
             ..DeriveOptions::default()
         },
         DeriveOptions {
-            scrub: ScrubRules { patterns: vec!["(".to_owned()], ..ScrubRules::default() },
+            dataset: "Latest".to_owned(),
+            ..DeriveOptions::default()
+        },
+        DeriveOptions {
+            filters: TrainingFilters {
+                min_rating: Some(-1.0),
+                ..TrainingFilters::default()
+            },
+            ..DeriveOptions::default()
+        },
+        DeriveOptions {
+            scrub: ScrubRules {
+                patterns: vec!["(".to_owned()],
+                ..ScrubRules::default()
+            },
             ..DeriveOptions::default()
         },
     ];
@@ -507,12 +726,17 @@ async fn bad_names_filters_and_patterns_are_refused_before_writing() {
     for tenant in ["../acme", "Acme", "acme/x", ""] {
         assert!(
             matches!(
-                analytics.derive_datasets(tenant, &DeriveOptions::default()).await,
+                analytics
+                    .derive_datasets(tenant, &DeriveOptions::default())
+                    .await,
                 Err(AnalyticsError::Invalid(_))
             ),
             "{tenant}"
         );
-        assert!(matches!(analytics.list_datasets(tenant).await, Err(AnalyticsError::Invalid(_))));
+        assert!(matches!(
+            analytics.list_datasets(tenant).await,
+            Err(AnalyticsError::Invalid(_))
+        ));
     }
     // Every option is checked before anything is written.
     assert!(ok(f.lake.list("training-data").await).is_empty());

@@ -13,7 +13,7 @@ use crate::helpers::{sample_interaction, spawn_app, spawn_app_with};
 
 /// Outside tools (DuckDB, moto) are installed by CI; a developer machine without them skips
 /// those checks with a notice, but CI fails loudly.
-fn require_tool(available: bool, what: &str) -> bool {
+pub(crate) fn require_tool(available: bool, what: &str) -> bool {
     if available {
         return true;
     }
@@ -169,9 +169,9 @@ async fn duckdb_reads_the_lake_and_agrees() {
     assert_eq!(result[7], 40.0, "the document column is valid JSON");
 }
 
-struct MotoServer {
+pub(crate) struct MotoServer {
     child: std::process::Child,
-    endpoint: String,
+    pub(crate) endpoint: String,
 }
 
 impl Drop for MotoServer {
@@ -181,7 +181,7 @@ impl Drop for MotoServer {
     }
 }
 
-async fn start_moto() -> Option<MotoServer> {
+pub(crate) async fn start_moto() -> Option<MotoServer> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .ok()?
         .local_addr()
