@@ -125,7 +125,9 @@ pub fn generate(options: &DdlOptions) -> Result<String, String> {
                         "FROM outcomes_latest",
                         &format!("FROM {db}.outcomes_latest"),
                     );
-                out.push_str(&format!("CREATE OR REPLACE VIEW {db}.{name} AS\n  {sql};\n\n"));
+                out.push_str(&format!(
+                    "CREATE OR REPLACE VIEW {db}.{name} AS\n  {sql};\n\n"
+                ));
             }
         }
     }
@@ -149,16 +151,23 @@ mod tests {
     fn duckdb_reads_the_raw_glob_and_filters_the_tenant() {
         let sql = generate(&options(Engine::DuckDb, "/data/lake/", Some("acme")));
         let sql = sql.unwrap_or_default();
-        assert!(sql.contains("read_parquet('/data/lake/raw/**/*.parquet'"), "{sql}");
+        assert!(
+            sql.contains("read_parquet('/data/lake/raw/**/*.parquet'"),
+            "{sql}"
+        );
         assert!(sql.contains("WHERE tenant_id = 'acme'"), "{sql}");
-        assert!(sql.contains("CREATE OR REPLACE VIEW outcomes_latest AS"), "{sql}");
+        assert!(
+            sql.contains("CREATE OR REPLACE VIEW outcomes_latest AS"),
+            "{sql}"
+        );
         assert!(sql.contains("last(outcomes_deal_closed ORDER BY"), "{sql}");
     }
 
     #[test]
     fn athena_needs_s3_and_projects_partitions() {
         assert!(generate(&options(Engine::Athena, "/data/lake", None)).is_err());
-        let sql = generate(&options(Engine::Athena, "s3://bucket/prefix", None)).unwrap_or_default();
+        let sql =
+            generate(&options(Engine::Athena, "s3://bucket/prefix", None)).unwrap_or_default();
         assert!(sql.contains("LOCATION 's3://bucket/prefix/raw/'"), "{sql}");
         assert!(sql.contains("`timestamp` timestamp"), "{sql}");
         assert!(sql.contains("max_by(outcomes_deal_closed"), "{sql}");

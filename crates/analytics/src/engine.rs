@@ -18,8 +18,8 @@ use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::SessionStateBuilder;
 use datafusion::prelude::{col, lit, SQLOptions, SessionConfig, SessionContext};
-use futures::StreamExt;
 use flywheel_lake::Lake;
+use futures::StreamExt;
 
 use crate::table::{lake_store_url, RawTable};
 use crate::views;
@@ -97,7 +97,9 @@ impl Analytics {
             .thread_name("flywheel-sql")
             .enable_all()
             .build()
-            .map_err(|err| AnalyticsError::Engine(format!("cannot start the SQL runtime: {err}")))?;
+            .map_err(|err| {
+                AnalyticsError::Engine(format!("cannot start the SQL runtime: {err}"))
+            })?;
         let env = RuntimeEnvBuilder::new()
             .with_memory_pool(Arc::new(FairSpillPool::new(settings.memory_limit_bytes)))
             .build_arc()
@@ -153,7 +155,9 @@ impl Analytics {
         let sql = sql.to_owned();
         let started = Instant::now();
         let Some(runtime) = inner.runtime.0.as_ref() else {
-            return Err(AnalyticsError::Engine("the SQL runtime is stopped".to_owned()));
+            return Err(AnalyticsError::Engine(
+                "the SQL runtime is stopped".to_owned(),
+            ));
         };
         let task = {
             let inner = Arc::clone(&inner);
@@ -168,7 +172,9 @@ impl Analytics {
                 truncated,
                 elapsed: started.elapsed(),
             }),
-            Ok(Err(join)) => Err(AnalyticsError::Engine(format!("the query task failed: {join}"))),
+            Ok(Err(join)) => Err(AnalyticsError::Engine(format!(
+                "the query task failed: {join}"
+            ))),
             Err(_) => {
                 abort.abort();
                 Err(AnalyticsError::Timeout(timeout))

@@ -78,11 +78,9 @@ fn parse_path(path: &str) -> std::result::Result<Vec<Step>, String> {
                 })?;
                 steps.push(Step::Index(index));
             }
-            other => {
-                return Err(format!(
-                    "unexpected '{other}' in JSON path '{path}'; write $.key, $.key.inner or $.list[0]"
-                ))
-            }
+            other => return Err(format!(
+                "unexpected '{other}' in JSON path '{path}'; write $.key, $.key.inner or $.list[0]"
+            )),
         }
     }
     Ok(steps)
@@ -305,7 +303,10 @@ mod tests {
 
     #[test]
     fn quoted_keys_and_bad_paths() {
-        assert_eq!(get(r#"{"a b":{"c":"d"}}"#, r#"$."a b".c"#).as_deref(), Some("d"));
+        assert_eq!(
+            get(r#"{"a b":{"c":"d"}}"#, r#"$."a b".c"#).as_deref(),
+            Some("d")
+        );
         assert!(parse_path("a.b").is_err());
         assert!(parse_path("$.").is_err());
         assert!(parse_path("$[x]").is_err());
@@ -314,6 +315,9 @@ mod tests {
 
     #[test]
     fn the_first_of_duplicate_keys_wins() {
-        assert_eq!(get(r#"{"a":"one","a":"two"}"#, "$.a").as_deref(), Some("one"));
+        assert_eq!(
+            get(r#"{"a":"one","a":"two"}"#, "$.a").as_deref(),
+            Some("one")
+        );
     }
 }

@@ -6,18 +6,19 @@
 //! `engine.rs`); the engine runs on its own threads with time, row and memory limits.
 //! Boundary: knows the lake and SQL, not the operational store, HTTP or roles.
 
-pub mod ddl;
 pub mod datasets;
+pub mod ddl;
 mod engine;
 mod error;
 mod json;
+pub mod output;
 pub mod reports;
 pub mod scrub;
-pub mod output;
 mod table;
 pub mod training;
 pub mod views;
 
+pub use datafusion::common::ScalarValue;
 pub use datasets::{
     DatasetKind, DatasetManifest, DatasetSource, DatasetTimeRange, DeriveOptions, SourceFile,
     TrainingReport,
@@ -27,4 +28,3 @@ pub use error::AnalyticsError;
 pub use reports::Window;
 pub use scrub::{ScrubCounts, ScrubRules, Scrubber};
 pub use training::{OutcomeFilter, TrainingFilters};
-pub use datafusion::common::ScalarValue;

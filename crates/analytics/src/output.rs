@@ -91,12 +91,14 @@ pub fn parquet(result: &QueryResult) -> Result<Vec<u8>, AnalyticsError> {
 /// Batches of one schema as one Parquet file (zstd).
 pub fn parquet_of(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Vec<u8>, AnalyticsError> {
     let properties = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).map_err(encode_error)?))
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(3).map_err(encode_error)?,
+        ))
         .set_created_by("flywheel".to_owned())
         .build();
     let mut buffer = Vec::new();
-    let mut writer =
-        ArrowWriter::try_new(&mut buffer, schema.clone(), Some(properties)).map_err(encode_error)?;
+    let mut writer = ArrowWriter::try_new(&mut buffer, schema.clone(), Some(properties))
+        .map_err(encode_error)?;
     for batch in batches {
         writer.write(batch).map_err(encode_error)?;
     }

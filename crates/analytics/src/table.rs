@@ -73,7 +73,12 @@ impl DayFile {
             return None;
         }
         let mut value = |key: &str| -> Option<i32> {
-            parts.next()?.strip_prefix(key)?.strip_prefix('=')?.parse().ok()
+            parts
+                .next()?
+                .strip_prefix(key)?
+                .strip_prefix('=')?
+                .parse()
+                .ok()
         };
         let (year, month, day) = (value("year")?, value("month")?, value("day")?);
         let date = chrono::NaiveDate::from_ymd_opt(year, u32::try_from(month).ok()?, {
@@ -183,7 +188,8 @@ fn is_timestamp_column(expr: &Expr) -> bool {
         // `CAST(timestamp AS …)` keeps the order of a timestamp for the comparisons used here
         // only when it stays a timestamp; other casts are not pruned on.
         Expr::Cast(cast) => {
-            matches!(cast.field.data_type(), DataType::Timestamp(_, _)) && is_timestamp_column(&cast.expr)
+            matches!(cast.field.data_type(), DataType::Timestamp(_, _))
+                && is_timestamp_column(&cast.expr)
         }
         _ => false,
     }
@@ -274,8 +280,7 @@ impl TableProvider for RawTable {
             };
             return Ok(Arc::new(EmptyExec::new(schema)));
         }
-        let format =
-            ParquetFormat::default().with_options(state.table_options().parquet.clone());
+        let format = ParquetFormat::default().with_options(state.table_options().parquet.clone());
         let source = format.file_source(
             TableSchema::builder(Arc::clone(&self.file_schema))
                 .with_table_partition_cols(partition_fields())
@@ -297,7 +302,10 @@ mod tests {
     use datafusion::prelude::{col, lit};
 
     fn ts(ms: i64) -> Expr {
-        lit(ScalarValue::TimestampMillisecond(Some(ms), Some("UTC".into())))
+        lit(ScalarValue::TimestampMillisecond(
+            Some(ms),
+            Some("UTC".into()),
+        ))
     }
 
     #[test]
@@ -318,7 +326,10 @@ mod tests {
         assert!(!range.overlaps_day(9 * DAY_MS));
         assert!(range.overlaps_day(10 * DAY_MS));
         assert!(range.overlaps_day(11 * DAY_MS));
-        assert!(!range.overlaps_day(12 * DAY_MS), "`<` midnight excludes that day");
+        assert!(
+            !range.overlaps_day(12 * DAY_MS),
+            "`<` midnight excludes that day"
+        );
     }
 
     #[test]

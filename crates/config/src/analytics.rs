@@ -47,6 +47,8 @@ impl Default for AnalyticsConfig {
 pub struct TrainingConfig {
     /// JSON keys whose string values are replaced by `[REDACTED]` wherever they appear.
     pub scrub_fields: Vec<String>,
+    /// Literal terms (names, account numbers) replaced by `[REDACTED]`, case-insensitively.
+    pub scrub_terms: Vec<String>,
     /// Regular expressions whose matches in message text are replaced by `[REDACTED]`
     /// (e-mail addresses and phone numbers are always scrubbed).
     pub scrub_patterns: Vec<String>,

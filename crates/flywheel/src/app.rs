@@ -6,15 +6,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use flywheel_analytics::{Analytics, AnalyticsSettings};
 use flywheel_config::{Config, DatabaseBackend, SecretRef};
 use flywheel_lake::{Lake, LakeSettings, S3Settings};
 use flywheel_local::chat::ChatModelOptions;
 use flywheel_local::embed::EmbeddingModelOptions;
 use flywheel_local::provider::{ChatModelSpec, EmbeddingModelSpec, LocalProvider, PROVIDER_NAME};
 use flywheel_local::setup::{ensure_shipped, FetchEvent, FetchProgress, Manifest};
-use flywheel_services::archive::{ArchiveSettings, Archiver};
-use flywheel_analytics::{Analytics, AnalyticsSettings};
 use flywheel_services::analytics::AnalyticsService;
+use flywheel_services::archive::{ArchiveSettings, Archiver};
 use flywheel_services::concierge::tools::ToolRegistry;
 use flywheel_services::concierge::{ConciergeService, ConciergeSettings};
 use flywheel_services::enrich::EnrichSettings;
@@ -126,6 +126,7 @@ impl Components {
                 None
             },
             config.analytics.max_download_rows,
+            derive_options(config),
         ));
         let archiver = Archiver::new(
             store.interactions(),
@@ -215,7 +216,7 @@ impl Components {
 
 /// The lake of `[lake]` (a directory or S3).
 pub fn open_lake(config: &Config) -> anyhow::Result<Lake> {
-        let s3 = &config.lake.s3;
+    let s3 = &config.lake.s3;
     Lake::open(&LakeSettings {
         url: config.lake_url(),
         s3: S3Settings {
@@ -230,6 +231,24 @@ pub fn open_lake(config: &Config) -> anyhow::Result<Lake> {
         },
     })
     .context("opening the lake (lake.url)")
+}
+
+/// The schedule stops with the archiver.
+fn archiver_stop_rx_for_derive(
+    stop: &tokio::sync::watch::Sender<bool>,
+) -> tokio::sync::watch::Receiver<bool> {
+    stop.subscribe()
+}
+
+/// How derivation runs, from `[training]`.
+pub fn derive_options(config: &Config) -> flywheel_analytics::DeriveOptions {
+    let training = &config.training;
+    let mut options = flywheel_analytics::DeriveOptions::default();
+    options.filters.min_rating = training.min_rating;
+    options.scrub.fields = training.scrub_fields.clone();
+    options.scrub.terms = training.scrub_terms.clone();
+    options.scrub.patterns = training.scrub_patterns.clone();
+    options
 }
 
 /// The SQL engine over the lake, with the limits of `[analytics]`.
@@ -548,6 +567,13 @@ impl Application {
                 .clone()
                 .run(archiver_stop_rx, Duration::from_secs(30)),
         );
+        let derive = (!self.config.analytics.derive_interval.is_zero()).then(|| {
+            tokio::spawn(self.components.analytics.clone().run_derive_schedule(
+                self.components.store.tenants(),
+                self.config.analytics.derive_interval,
+                archiver_stop_rx_for_derive(&archiver_stop),
+            ))
+        });
         let router = flywheel_http::router(state);
         tracing::info!(
             database = self.components.store.backend_name(),
@@ -591,6 +617,10 @@ impl Application {
             task.shutdown().await;
         }
         let _ = archiver_stop.send(true);
+        if let Some(derive) = derive {
+            // A derivation in progress is abandoned; the next run rewrites every file.
+            derive.abort();
+        }
         if let Err(err) = archiver.await {
             tracing::error!(error = %err, "archiver task failed");
         }

@@ -285,8 +285,28 @@ pub enum LakeCommand {
     Verify,
     /// Merge small files per partition into large ones, atomically for readers.
     Compact,
-    /// Rewrite the derived datasets (processed/outcomes: the latest outcome per interaction).
-    Derive,
+    /// Rewrite the derived datasets: per tenant processed/{conversations,outcomes,feedback}/
+    /// (Parquet) and training-data/{labeled,unlabeled}/ (JSONL, scrubbed), with manifests.
+    Derive {
+        /// Only this tenant (default: every tenant).
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Name of the training files (default `latest`, replaced by each run).
+        #[arg(long)]
+        dataset: Option<String>,
+        /// Labeled conversations need at least this feedback accuracy (0–10).
+        #[arg(long)]
+        min_rating: Option<f64>,
+        /// Labeled conversations need this outcome: partner_matched, demo_booked or deal_closed.
+        #[arg(long)]
+        outcome: Option<String>,
+        /// Conversations that started at or after (RFC 3339 or YYYY-MM-DD).
+        #[arg(long)]
+        from: Option<String>,
+        /// Conversations that started before (RFC 3339 or YYYY-MM-DD).
+        #[arg(long)]
+        to: Option<String>,
+    },
     /// Print SQL that defines the lake's tables in another engine (external tables and views).
     Ddl {
         /// duckdb or athena.

@@ -491,7 +491,14 @@ async fn lake(config: Config, command: LakeCommand) -> anyhow::Result<()> {
         LakeCommand::Ddl { .. } => Err(anyhow::anyhow!(
             "lake ddl needs no database and is handled before it is opened"
         )),
-        LakeCommand::Derive => {
+        LakeCommand::Derive {
+            tenant,
+            dataset,
+            min_rating,
+            outcome,
+            from,
+            to,
+        } => {
             eprintln!(
                 "reading the raw dataset in {}",
                 components.archiver.lake().url()
@@ -501,7 +508,14 @@ async fn lake(config: Config, command: LakeCommand) -> anyhow::Result<()> {
                 "wrote {} ({} interactions with outcomes, from {} raw rows)",
                 report.path, report.outcomes_written, report.rows_read
             );
-            Ok(())
+            let filters = crate::query::DeriveArgs {
+                dataset,
+                min_rating,
+                outcome,
+                from,
+                to,
+            };
+            crate::query::derive(&components, tenant, filters).await
         }
         LakeCommand::Verify => {
             eprintln!("reading the lake at {}", components.archiver.lake().url());

@@ -31,12 +31,12 @@ pub async fn run(config: Config, args: QueryArgs) -> anyhow::Result<()> {
     let tenant = TenantId::parse(&tenant).map_err(|err| anyhow::anyhow!("--tenant: {err}"))?;
     let format = match args.format.as_deref() {
         None | Some("table") => None,
-        Some(other) => Some(Format::parse(other).with_context(|| {
-            format!("--format {other}: use table, csv, json or parquet")
-        })?),
+        Some(other) => Some(
+            Format::parse(other)
+                .with_context(|| format!("--format {other}: use table, csv, json or parquet"))?,
+        ),
     };
-    if format == Some(Format::Parquet) && args.output.is_none() && std::io::stdout().is_terminal()
-    {
+    if format == Some(Format::Parquet) && args.output.is_none() && std::io::stdout().is_terminal() {
         anyhow::bail!("--format parquet writes binary data: add --output FILE");
     }
     let lake = open_lake(&config)?;
@@ -51,7 +51,8 @@ pub async fn run(config: Config, args: QueryArgs) -> anyhow::Result<()> {
         .unwrap_or(config.analytics.max_download_rows)
         .max(1);
     let spinner = ProgressBar::new_spinner().with_style(
-        ProgressStyle::with_template("{spinner} {msg} {elapsed}").unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        ProgressStyle::with_template("{spinner} {msg} {elapsed}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
     );
     spinner.set_message(format!(
         "querying {} files ({:.1} MiB) of tenant {tenant}",
@@ -69,8 +70,9 @@ pub async fn run(config: Config, args: QueryArgs) -> anyhow::Result<()> {
         Some(format) => output::encode(&result, format)?,
     };
     match &args.output {
-        Some(path) => std::fs::write(path, &encoded)
-            .with_context(|| format!("writing {}", path.display()))?,
+        Some(path) => {
+            std::fs::write(path, &encoded).with_context(|| format!("writing {}", path.display()))?
+        }
         None => {
             let mut stdout = std::io::stdout().lock();
             stdout.write_all(&encoded)?;
@@ -135,5 +137,88 @@ pub fn ddl(
     })
     .map_err(anyhow::Error::msg)?;
     print!("{sql}");
+    Ok(())
+}
+
+/// The filters of `flywheel lake derive`.
+#[derive(Debug)]
+pub struct DeriveArgs {
+    pub dataset: Option<String>,
+    pub min_rating: Option<f64>,
+    pub outcome: Option<String>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+}
+
+/// `flywheel lake derive`: every tenant's (or one tenant's) derived datasets and training files.
+pub async fn derive(
+    components: &crate::app::Components,
+    tenant: Option<String>,
+    args: DeriveArgs,
+) -> anyhow::Result<()> {
+    let mut options = components.analytics.derive_options().clone();
+    if let Some(dataset) = args.dataset {
+        options.dataset = dataset;
+    }
+    if args.min_rating.is_some() {
+        options.filters.min_rating = args.min_rating;
+    }
+    if let Some(outcome) = &args.outcome {
+        options.filters.outcome = Some(
+            flywheel_analytics::OutcomeFilter::parse(outcome).with_context(|| {
+                format!("--outcome {outcome}: use partner_matched, demo_booked or deal_closed")
+            })?,
+        );
+    }
+    let instant = |flag: &str, raw: &str| -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
+        let ms = flywheel_services::analytics::parse_instant(raw)
+            .map_err(|problem| anyhow::anyhow!("{flag}: {problem}"))?;
+        chrono::DateTime::from_timestamp_millis(ms).with_context(|| format!("{flag}: out of range"))
+    };
+    if let Some(from) = &args.from {
+        options.filters.from = Some(instant("--from", from)?);
+    }
+    if let Some(to) = &args.to {
+        options.filters.to = Some(instant("--to", to)?);
+    }
+    let tenants: Vec<TenantId> = match tenant {
+        Some(tenant) => {
+            vec![TenantId::parse(&tenant).map_err(|err| anyhow::anyhow!("--tenant: {err}"))?]
+        }
+        None => components
+            .store
+            .tenants()
+            .list_tenants()
+            .await
+            .context("listing tenants")?
+            .into_iter()
+            .map(|tenant| tenant.id)
+            .collect(),
+    };
+    let bar = ProgressBar::new(tenants.len() as u64).with_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} tenants {msg} {elapsed}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    for tenant in tenants {
+        bar.set_message(tenant.to_string());
+        let actor = flywheel_services::local_cli_principal(tenant.clone());
+        let manifests = components
+            .analytics
+            .derive(&actor, &options)
+            .await
+            .with_context(|| format!("deriving the datasets of tenant {tenant}"))?;
+        bar.suspend(|| {
+            for manifest in &manifests {
+                println!(
+                    "{tenant:<16} {:<20} {:>10} rows  {}",
+                    manifest.kind.as_str(),
+                    manifest.row_count,
+                    manifest.path
+                );
+            }
+        });
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
     Ok(())
 }

@@ -4,9 +4,14 @@
 
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use flywheel_analytics::output::Format;
-use flywheel_analytics::{Analytics, AnalyticsError, QueryResult, Window};
+use flywheel_analytics::{
+    Analytics, AnalyticsError, DatasetManifest, DeriveOptions, QueryResult, Window,
+};
 use flywheel_core::{Principal, Role, ValidationErrors};
+use flywheel_store::TenantStore;
 use serde_json::Value;
 
 use crate::ServiceError;
@@ -19,6 +24,7 @@ const MAX_SQL_CHARS: usize = 100_000;
 pub struct AnalyticsService {
     engine: Option<Analytics>,
     max_download_rows: usize,
+    derive: DeriveOptions,
 }
 
 /// Which report, with its parameters.
@@ -32,10 +38,109 @@ pub enum Report {
 
 impl AnalyticsService {
     /// `engine` is `None` when `analytics.enabled = false`.
-    pub fn new(engine: Option<Analytics>, max_download_rows: usize) -> AnalyticsService {
+    pub fn new(
+        engine: Option<Analytics>,
+        max_download_rows: usize,
+        derive: DeriveOptions,
+    ) -> AnalyticsService {
         AnalyticsService {
             engine,
             max_download_rows,
+            derive,
+        }
+    }
+
+    /// The derivation options from the configuration (`[training]`).
+    pub fn derive_options(&self) -> &DeriveOptions {
+        &self.derive
+    }
+
+    /// Writes the caller's tenant's derived datasets and training files (admins; the CLI acts
+    /// as the operator for any tenant).
+    pub async fn derive(
+        &self,
+        actor: &Principal,
+        options: &DeriveOptions,
+    ) -> Result<Vec<DatasetManifest>, ServiceError> {
+        if actor.role != Role::Admin {
+            return Err(ServiceError::Forbidden(format!(
+                "deriving datasets needs the admin role; the caller has role '{}'",
+                actor.role
+            )));
+        }
+        let engine = self.engine.as_ref().ok_or_else(disabled)?;
+        engine
+            .derive_datasets(actor.tenant_id.as_str(), options)
+            .await
+            .map_err(from_engine)
+    }
+
+    /// The manifests of the caller's tenant's datasets (admin and service roles).
+    pub async fn datasets(&self, actor: &Principal) -> Result<Vec<DatasetManifest>, ServiceError> {
+        let engine = self.engine_for(actor, "datasets")?;
+        engine
+            .list_datasets(actor.tenant_id.as_str())
+            .await
+            .map_err(from_engine)
+    }
+
+    /// `serve`'s schedule: every `interval`, when the lake's raw files changed, derive every
+    /// tenant's datasets. Ends when `stop` turns true.
+    pub async fn run_derive_schedule(
+        self: Arc<Self>,
+        tenants: Arc<dyn TenantStore>,
+        interval: Duration,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) {
+        let Some(engine) = self.engine.clone() else {
+            return;
+        };
+        let mut seen: Option<Vec<(String, u64)>> = None;
+        loop {
+            tokio::select! {
+                _ = stop.changed() => return,
+                () = tokio::time::sleep(interval) => {}
+            }
+            if *stop.borrow() {
+                return;
+            }
+            let files = match engine.lake().current_raw_files().await {
+                Ok(files) => files
+                    .into_iter()
+                    .map(|f| (f.path, f.size))
+                    .collect::<Vec<_>>(),
+                Err(err) => {
+                    tracing::warn!(error = %err, "derive: cannot list the lake; next try in one interval");
+                    continue;
+                }
+            };
+            if seen.as_ref() == Some(&files) {
+                continue;
+            }
+            let tenants = match tenants.list_tenants().await {
+                Ok(tenants) => tenants,
+                Err(err) => {
+                    tracing::warn!(error = %err, "derive: cannot list tenants");
+                    continue;
+                }
+            };
+            let mut failed = false;
+            for tenant in tenants {
+                match engine
+                    .derive_datasets(tenant.id.as_str(), &self.derive)
+                    .await
+                {
+                    Ok(manifests) => tracing::info!(tenant = %tenant.id,
+                        datasets = manifests.len(), "derived datasets"),
+                    Err(err) => {
+                        failed = true;
+                        tracing::warn!(tenant = %tenant.id, error = %err, "derive failed");
+                    }
+                }
+            }
+            if !failed {
+                seen = Some(files);
+            }
         }
     }
 
@@ -51,15 +156,15 @@ impl AnalyticsService {
         if !allowed {
             return Err(ServiceError::Forbidden(format!(
                 "{what} over the lake needs the {} role; the caller has role '{}'",
-                if what == "sql" { "admin" } else { "admin or service" },
+                if what == "sql" {
+                    "admin"
+                } else {
+                    "admin or service"
+                },
                 actor.role
             )));
         }
-        self.engine.as_ref().ok_or_else(|| {
-            ServiceError::Disabled(
-                "analytics is switched off (analytics.enabled = false)".to_owned(),
-            )
-        })
+        self.engine.as_ref().ok_or_else(disabled)
     }
 
     /// Runs an ad-hoc read-only query as the caller's tenant. JSON answers are cut at the
@@ -86,8 +191,12 @@ impl AnalyticsService {
             .query(actor.tenant_id.as_str(), sql, Vec::new(), Some(max_rows))
             .await
             .map_err(from_engine)?;
-        tracing::info!(rows = result.rows, truncated = result.truncated,
-            elapsed_ms = result.elapsed.as_millis() as u64, "analytics query");
+        tracing::info!(
+            rows = result.rows,
+            truncated = result.truncated,
+            elapsed_ms = result.elapsed.as_millis() as u64,
+            "analytics query"
+        );
         Ok(result)
     }
 
@@ -125,7 +234,9 @@ impl AnalyticsService {
         }
         errors.into_result()?;
         let (Some(from_ms), Some(to_ms)) = (from_ms, to_ms) else {
-            return Err(ServiceError::Internal(anyhow::anyhow!("window without bounds")));
+            return Err(ServiceError::Internal(anyhow::anyhow!(
+                "window without bounds"
+            )));
         };
         let window = Window { from_ms, to_ms };
         let tenant = actor.tenant_id.as_str();
@@ -149,6 +260,10 @@ impl AnalyticsService {
     pub fn query_timeout(&self) -> Option<Duration> {
         self.engine.as_ref().map(|e| e.settings().query_timeout)
     }
+}
+
+fn disabled() -> ServiceError {
+    ServiceError::Disabled("analytics is switched off (analytics.enabled = false)".to_owned())
 }
 
 /// An RFC 3339 instant or a `YYYY-MM-DD` date (midnight UTC) as Unix ms.
@@ -182,6 +297,14 @@ pub fn from_engine(err: AnalyticsError) -> ServiceError {
             message: err.to_string(),
         },
         AnalyticsError::Lake(message) => ServiceError::Unavailable(format!("lake: {message}")),
+        AnalyticsError::Invalid(message) => ServiceError::Query {
+            code: "invalid_request",
+            message,
+        },
+        err @ AnalyticsError::RowLimit { .. } => ServiceError::Query {
+            code: "query_too_large",
+            message: err.to_string(),
+        },
         other => ServiceError::Internal(anyhow::Error::new(other)),
     }
 }

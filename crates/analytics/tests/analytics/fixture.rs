@@ -22,8 +22,19 @@ pub fn at(day: i64, hour: i64) -> i64 {
     JAN.0 + (day - 1) * 86_400_000 + hour * 3_600_000
 }
 
-pub fn record(tenant: &str, id: &str, ms: i64, kind: &str, user: &str, extra: Value) -> InteractionRecord {
-    let user_type = if user.starts_with('c') { "contractor" } else { "service" };
+pub fn record(
+    tenant: &str,
+    id: &str,
+    ms: i64,
+    kind: &str,
+    user: &str,
+    extra: Value,
+) -> InteractionRecord {
+    let user_type = if user.starts_with('c') {
+        "contractor"
+    } else {
+        "service"
+    };
     let mut document = json!({
         "interaction_id": id,
         "tenant_id": tenant,
@@ -73,8 +84,15 @@ fn linked(parent: &str, conversation: Option<&str>, field: &str, value: Value) -
 pub fn first_batch() -> Vec<InteractionRecord> {
     let a = "acme";
     let mut rows = vec![
-        record(a, "q1", at(10, 9), "ai_concierge", "c1", json!({"conversation_id": "conv1",
-            "ai_conversation": {"messages": [{"role": "user", "content": "who can help?"}]}})),
+        record(
+            a,
+            "q1",
+            at(10, 9),
+            "ai_concierge",
+            "c1",
+            json!({"conversation_id": "conv1",
+            "ai_conversation": {"messages": [{"role": "user", "content": "who can help?"}]}}),
+        ),
         record(a, "r1", at(10, 9) + 1000, "ai_concierge_response", "c1", {
             let mut extra = answer(100, 0.01);
             extra["conversation_id"] = json!("conv1");
@@ -85,46 +103,170 @@ pub fn first_batch() -> Vec<InteractionRecord> {
             extra["conversation_id"] = json!("conv1");
             extra
         }),
-        record(a, "r4", at(15, 9), "ai_concierge_response", "c4", answer(200, 0.02)),
-        record(a, "m1", at(10, 10), "partner_match", "c1", json!({"conversation_id": "conv1",
-            "outcomes": {"partner_matched": true, "partner_id": "p1", "match_score": 0.8}})),
-        record(a, "o1", at(12, 10), "demo_booking", "c1",
-            linked("m1", Some("conv1"), "outcomes", json!({"demo_booked": true, "partner_id": "p1"}))),
-        record(a, "m2", at(11, 10), "partner_match", "c2",
-            json!({"outcomes": {"partner_matched": true, "partner_id": "p1", "match_score": 0.6}})),
-        record(a, "o2", at(13, 10), "demo_booking", "c2",
-            linked("m2", None, "outcomes", json!({"demo_booked": true, "partner_id": "p1"}))),
-        record(a, "o3", at(20, 10), "demo_booking", "c2",
-            linked("m2", None, "outcomes", json!({"demo_booked": false, "partner_id": "p1"}))),
-        record(a, "m3", at(15, 10), "partner_match", "c3",
-            json!({"outcomes": {"partner_matched": true, "partner_id": "p2", "match_score": 0.9}})),
-        record(a, "o4", at(16, 10), "outcome", "c3",
-            linked("m3", None, "outcomes", json!({"satisfaction_score": 9.0, "partner_id": "p2"}))),
-        record(a, "f1", at(11, 12), "feedback", "c1",
-            linked("r1", Some("conv1"), "feedback", json!({"helpful": true, "accuracy": 8.0}))),
+        record(
+            a,
+            "r4",
+            at(15, 9),
+            "ai_concierge_response",
+            "c4",
+            answer(200, 0.02),
+        ),
+        record(
+            a,
+            "m1",
+            at(10, 10),
+            "partner_match",
+            "c1",
+            json!({"conversation_id": "conv1",
+            "outcomes": {"partner_matched": true, "partner_id": "p1", "match_score": 0.8}}),
+        ),
+        record(
+            a,
+            "o1",
+            at(12, 10),
+            "demo_booking",
+            "c1",
+            linked(
+                "m1",
+                Some("conv1"),
+                "outcomes",
+                json!({"demo_booked": true, "partner_id": "p1"}),
+            ),
+        ),
+        record(
+            a,
+            "m2",
+            at(11, 10),
+            "partner_match",
+            "c2",
+            json!({"outcomes": {"partner_matched": true, "partner_id": "p1", "match_score": 0.6}}),
+        ),
+        record(
+            a,
+            "o2",
+            at(13, 10),
+            "demo_booking",
+            "c2",
+            linked(
+                "m2",
+                None,
+                "outcomes",
+                json!({"demo_booked": true, "partner_id": "p1"}),
+            ),
+        ),
+        record(
+            a,
+            "o3",
+            at(20, 10),
+            "demo_booking",
+            "c2",
+            linked(
+                "m2",
+                None,
+                "outcomes",
+                json!({"demo_booked": false, "partner_id": "p1"}),
+            ),
+        ),
+        record(
+            a,
+            "m3",
+            at(15, 10),
+            "partner_match",
+            "c3",
+            json!({"outcomes": {"partner_matched": true, "partner_id": "p2", "match_score": 0.9}}),
+        ),
+        record(
+            a,
+            "o4",
+            at(16, 10),
+            "outcome",
+            "c3",
+            linked(
+                "m3",
+                None,
+                "outcomes",
+                json!({"satisfaction_score": 9.0, "partner_id": "p2"}),
+            ),
+        ),
+        record(
+            a,
+            "f1",
+            at(11, 12),
+            "feedback",
+            "c1",
+            linked(
+                "r1",
+                Some("conv1"),
+                "feedback",
+                json!({"helpful": true, "accuracy": 8.0}),
+            ),
+        ),
         // Outside January: counted by nothing below.
-        record(a, "m0", at(-5, 10), "partner_match", "c5",
-            json!({"outcomes": {"partner_matched": true, "partner_id": "p1", "match_score": 0.1}})),
+        record(
+            a,
+            "m0",
+            at(-5, 10),
+            "partner_match",
+            "c5",
+            json!({"outcomes": {"partner_matched": true, "partner_id": "p1", "match_score": 0.1}}),
+        ),
     ];
     for (idx, duration) in [100u64, 200, 300, 400].into_iter().enumerate() {
-        rows.push(record(a, &format!("g{idx}"), at(14, 8 + idx as i64), "ai_completion", "svc",
-            call("openai/gpt-4o-mini", duration, Some(0.001))));
+        rows.push(record(
+            a,
+            &format!("g{idx}"),
+            at(14, 8 + idx as i64),
+            "ai_completion",
+            "svc",
+            call("openai/gpt-4o-mini", duration, Some(0.001)),
+        ));
     }
-    rows.push(record(a, "g9", at(14, 20), "ai_completion", "svc",
-        call("local/smollm2-135m-instruct", 50, None)));
+    rows.push(record(
+        a,
+        "g9",
+        at(14, 20),
+        "ai_completion",
+        "svc",
+        call("local/smollm2-135m-instruct", 50, None),
+    ));
     let o = "other";
-    rows.push(record(o, "x1", at(10, 10), "partner_match", "c1", json!({"conversation_id": "conv1",
+    rows.push(record(
+        o,
+        "x1",
+        at(10, 10),
+        "partner_match",
+        "c1",
+        json!({"conversation_id": "conv1",
         "outcomes": {"partner_matched": true, "partner_id": "p1", "match_score": 0.1,
-        "deal_closed": true, "deal_value": 99_999.0}})));
-    rows.push(record(o, "x2", at(10, 11), "ai_concierge_response", "c9", answer(5_000, 5.0)));
+        "deal_closed": true, "deal_value": 99_999.0}}),
+    ));
+    rows.push(record(
+        o,
+        "x2",
+        at(10, 11),
+        "ai_concierge_response",
+        "c9",
+        answer(5_000, 5.0),
+    ));
     rows
 }
 
 /// The late outcome: c1's deal with p1, closed in February, linked to the January match.
 pub fn late_deal() -> Vec<InteractionRecord> {
-    vec![record("acme", "o9", at(36, 10), "deal_closed", "c1",
-        linked("m1", Some("conv1"), "outcomes", json!({"deal_closed": true, "deal_value": 5000.0,
-            "partner_id": "p1"})))]
+    vec![record(
+        "acme",
+        "o9",
+        at(36, 10),
+        "deal_closed",
+        "c1",
+        linked(
+            "m1",
+            Some("conv1"),
+            "outcomes",
+            json!({"deal_closed": true, "deal_value": 5000.0,
+            "partner_id": "p1"}),
+        ),
+    )]
 }
 
 pub struct Fixture {

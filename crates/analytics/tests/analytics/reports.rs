@@ -24,7 +24,10 @@ fn close(value: &Value, expected: f64) -> bool {
 #[tokio::test]
 async fn ai_usage_counts_answers_per_day() {
     let f = fixture().await;
-    let report = ok(f.analytics.ai_usage("acme", WINDOW, "ai_concierge_response").await);
+    let report = ok(f
+        .analytics
+        .ai_usage("acme", WINDOW, "ai_concierge_response")
+        .await);
     let days = report["days"].as_array().cloned().unwrap_or_default();
     let got: Vec<(String, u64, u64)> = days
         .iter()
@@ -51,7 +54,12 @@ async fn ai_usage_counts_answers_per_day() {
 fn steps(report: &Value) -> Vec<u64> {
     report["steps"]
         .as_array()
-        .map(|steps| steps.iter().map(|s| s["users"].as_u64().unwrap_or(99)).collect())
+        .map(|steps| {
+            steps
+                .iter()
+                .map(|s| s["users"].as_u64().unwrap_or(99))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -61,15 +69,24 @@ async fn the_funnel_merges_late_outcomes_into_the_window_of_the_match() {
     // c2's demo was withdrawn: only c1 booked. No deal yet.
     let before = ok(f.analytics.funnel("acme", WINDOW).await);
     assert_eq!(steps(&before), vec![4, 3, 1, 0], "{before}");
-    assert!(close(&before["steps"][1]["rate_from_previous"], 0.75), "{before}");
-    assert!(close(&before["steps"][2]["rate_from_previous"], 1.0 / 3.0), "{before}");
+    assert!(
+        close(&before["steps"][1]["rate_from_previous"], 0.75),
+        "{before}"
+    );
+    assert!(
+        close(&before["steps"][2]["rate_from_previous"], 1.0 / 3.0),
+        "{before}"
+    );
     assert_eq!(before["steps"][3]["rate_from_previous"], json!(0.0));
 
     // The deal closes in February, linked to c1's January match: January's funnel changes.
     write(&f.lake, 2, late_deal()).await;
     let after = ok(f.analytics.funnel("acme", WINDOW).await);
     assert_eq!(steps(&after), vec![4, 3, 1, 1], "{after}");
-    assert!(close(&after["steps"][3]["rate_from_total"], 0.25), "{after}");
+    assert!(
+        close(&after["steps"][3]["rate_from_total"], 0.25),
+        "{after}"
+    );
 }
 
 #[tokio::test]
@@ -110,6 +127,10 @@ async fn models_report_cost_and_latency_percentiles() {
     assert!(close(&openai["p95_duration_ms"], 385.0), "{report}");
     let local = &models[1];
     assert_eq!(local["provider"], json!("local"));
-    assert_eq!(local["total_cost"], Value::Null, "an unpriced call has no cost: {report}");
+    assert_eq!(
+        local["total_cost"],
+        Value::Null,
+        "an unpriced call has no cost: {report}"
+    );
     assert_eq!(local["priced_calls"], json!(0));
 }

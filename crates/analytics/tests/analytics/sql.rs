@@ -54,9 +54,11 @@ async fn conversations_sum_turns_tokens_outcome_and_feedback() {
     .await;
     assert_eq!(
         got,
-        vec![json!({"conversation_id": "conv1", "user_id": "c1", "turns": 2, "total_tokens": 400,
+        vec![
+            json!({"conversation_id": "conv1", "user_id": "c1", "turns": 2, "total_tokens": 400,
             "partner_matched": true, "deal_closed": true, "deal_value": 5000.0,
-            "feedback_count": 1, "feedback_helpful": true})]
+            "feedback_count": 1, "feedback_helpful": true})
+        ]
     );
 }
 
@@ -121,7 +123,12 @@ async fn row_limits_cut_and_say_so() {
     let f = fixture().await;
     let result = match f
         .analytics
-        .query("acme", "SELECT interaction_id FROM interactions", Vec::new(), Some(3))
+        .query(
+            "acme",
+            "SELECT interaction_id FROM interactions",
+            Vec::new(),
+            Some(3),
+        )
         .await
     {
         Ok(result) => result,
@@ -131,7 +138,12 @@ async fn row_limits_cut_and_say_so() {
     assert!(result.truncated);
     let exact = match f
         .analytics
-        .query("other", "SELECT interaction_id FROM interactions", Vec::new(), Some(2))
+        .query(
+            "other",
+            "SELECT interaction_id FROM interactions",
+            Vec::new(),
+            Some(2),
+        )
         .await
     {
         Ok(result) => result,
@@ -143,7 +155,11 @@ async fn row_limits_cut_and_say_so() {
 #[tokio::test]
 async fn sql_errors_carry_the_engine_message() {
     let f = fixture().await;
-    match f.analytics.query("acme", "SELECT nope FROM interactions", Vec::new(), None).await {
+    match f
+        .analytics
+        .query("acme", "SELECT nope FROM interactions", Vec::new(), None)
+        .await
+    {
         Err(AnalyticsError::Query(message)) => assert!(message.contains("nope"), "{message}"),
         other => panic!("expected a query error, got {other:?}"),
     }
@@ -174,5 +190,8 @@ async fn timestamp_predicates_prune_days_and_json_fields_are_queryable() {
         .collect::<Vec<_>>()
         .join("\n");
     assert!(plan.contains("day=15"), "{plan}");
-    assert!(!plan.contains("day=14") && !plan.contains("day=16"), "{plan}");
+    assert!(
+        !plan.contains("day=14") && !plan.contains("day=16"),
+        "{plan}"
+    );
 }

@@ -62,7 +62,12 @@ async fn late_deal(app: &TestApp) {
 fn users(report: &Value) -> Vec<u64> {
     report["steps"]
         .as_array()
-        .map(|steps| steps.iter().map(|s| s["users"].as_u64().unwrap_or(99)).collect())
+        .map(|steps| {
+            steps
+                .iter()
+                .map(|s| s["users"].as_u64().unwrap_or(99))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -81,19 +86,38 @@ async fn reports_and_sql_agree_with_the_seed(app: &TestApp) {
     let funnel = app
         .get(&format!("/v1/reports/funnel?{MARCH}"), Some(&app.admin_key))
         .await;
-    assert_eq!(users(&funnel.json()), vec![3, 2, 1, 1], "late deal: {}", funnel.text);
+    assert_eq!(
+        users(&funnel.json()),
+        vec![3, 2, 1, 1],
+        "late deal: {}",
+        funnel.text
+    );
 
     let partners = app
-        .get(&format!("/v1/reports/partners?{MARCH}"), Some(&app.admin_key))
+        .get(
+            &format!("/v1/reports/partners?{MARCH}"),
+            Some(&app.admin_key),
+        )
         .await
         .json();
-    assert_eq!(partners["partners"][0]["partner_id"], json!("p1"), "{partners}");
+    assert_eq!(
+        partners["partners"][0]["partner_id"],
+        json!("p1"),
+        "{partners}"
+    );
     assert_eq!(partners["partners"][0]["deals"], json!(1), "{partners}");
-    assert_eq!(partners["partners"][0]["deal_value"], json!(4000.0), "{partners}");
+    assert_eq!(
+        partners["partners"][0]["deal_value"],
+        json!(4000.0),
+        "{partners}"
+    );
     assert_eq!(partners["partners"][1]["deals"], json!(0), "{partners}");
 
     let usage = app
-        .get(&format!("/v1/reports/ai-usage?{MARCH}"), Some(&app.admin_key))
+        .get(
+            &format!("/v1/reports/ai-usage?{MARCH}"),
+            Some(&app.admin_key),
+        )
         .await
         .json();
     let days: Vec<(String, u64, u64)> = usage["days"]
@@ -110,7 +134,10 @@ async fn reports_and_sql_agree_with_the_seed(app: &TestApp) {
         .collect();
     assert_eq!(
         days,
-        vec![("2026-03-02".to_owned(), 1, 100), ("2026-03-03".to_owned(), 2, 350)]
+        vec![
+            ("2026-03-02".to_owned(), 1, 100),
+            ("2026-03-03".to_owned(), 2, 350)
+        ]
     );
 
     let sql = app
@@ -282,7 +309,10 @@ async fn the_generated_duckdb_definitions_work_on_the_lake() {
         ddl = ddl,
         queries = queries
     );
-    let output = Command::new("python3").args(["-c", &script]).output().unwrap();
+    let output = Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
     assert!(
         output.status.success(),
         "duckdb failed: {}",
@@ -303,4 +333,50 @@ async fn the_generated_duckdb_definitions_work_on_the_lake() {
     }
     assert_eq!(duck, ours, "DuckDB and Flywheel disagree");
     assert_eq!(ours, vec![json!(7), json!(1), json!(450), json!(1)]);
+}
+
+#[tokio::test]
+async fn derived_datasets_are_listed_with_their_manifests() {
+    let app = spawn_app().await;
+    seed(&app).await;
+    late_deal(&app).await;
+    let actor =
+        flywheel_services::local_cli_principal(flywheel_core::TenantId::parse("default").unwrap());
+    let options = app.components.analytics.derive_options().clone();
+    let manifests = app
+        .components
+        .analytics
+        .derive(&actor, &options)
+        .await
+        .unwrap();
+    assert_eq!(manifests.len(), 5);
+    let listed = app.get("/v1/datasets", Some(&app.admin_key)).await;
+    assert_eq!(listed.status, 200, "{}", listed.text);
+    let datasets = listed.json()["datasets"].as_array().cloned().unwrap();
+    let kinds: Vec<(String, u64)> = datasets
+        .iter()
+        .map(|d| {
+            (
+                d["kind"].as_str().unwrap().to_owned(),
+                d["row_count"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert!(
+        kinds.contains(&("conversations".to_owned(), 3)),
+        "{kinds:?}"
+    );
+    assert!(kinds.contains(&("outcomes".to_owned(), 2)), "{kinds:?}");
+    assert!(datasets
+        .iter()
+        .all(|d| d["path"].as_str().unwrap().contains("tenant_id=default/")));
+    // Another tenant has none, and a contractor may not look.
+    app.create_tenant("gamma").await;
+    let (gamma, _) = app.create_key("gamma", "admin", None).await;
+    let theirs = app.get("/v1/datasets", Some(&gamma)).await;
+    assert_eq!(theirs.json()["datasets"], json!([]));
+    let contractor = app
+        .issue_token("default", "c1", "contractor", Duration::from_secs(600))
+        .await;
+    assert_eq!(app.get("/v1/datasets", Some(&contractor)).await.status, 403);
 }

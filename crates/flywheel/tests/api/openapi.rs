@@ -37,6 +37,12 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/concierge/conversations"),
     ("delete", "/v1/concierge/conversations"),
     ("post", "/v1/concierge/messages/{id}/feedback"),
+    ("post", "/v1/analytics/sql"),
+    ("get", "/v1/reports/ai-usage"),
+    ("get", "/v1/reports/funnel"),
+    ("get", "/v1/reports/partners"),
+    ("get", "/v1/reports/models"),
+    ("get", "/v1/datasets"),
 ];
 
 #[tokio::test]

@@ -58,7 +58,10 @@ fn parse_format(raw: Option<&str>) -> Result<Format, ApiError> {
         None => Ok(Format::Json),
         Some(text) => Format::parse(text).ok_or_else(|| {
             let mut errors = ValidationErrors::new();
-            errors.push("format", format!("'{text}' is not a format; use json, csv or parquet"));
+            errors.push(
+                "format",
+                format!("'{text}' is not a format; use json, csv or parquet"),
+            );
             ApiError::from(ServiceError::from(errors))
         }),
     }
@@ -209,4 +212,19 @@ pub async fn models(
         interaction_type: params.interaction_type,
     };
     report(&state, &principal, kind, params.from, params.to).await
+}
+
+/// The caller's tenant's derived datasets and training files, each with its manifest
+/// (row count, time range, filters, created_at, source files, checksum).
+#[utoipa::path(get, path = "/v1/datasets", tag = "analytics", security(("bearer" = [])),
+    responses((status = 200, body = Object, description = "`{\"datasets\": [manifest, …]}`"),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn datasets(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+) -> Result<Json<Value>, ApiError> {
+    let manifests = state.analytics.datasets(&principal).await?;
+    let manifests = serde_json::to_value(manifests)
+        .map_err(|err| ServiceError::Internal(anyhow::Error::new(err)))?;
+    Ok(Json(serde_json::json!({ "datasets": manifests })))
 }

@@ -61,6 +61,7 @@ pub(crate) fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(analytics::funnel))
         .routes(routes!(analytics::partners))
         .routes(routes!(analytics::models))
+        .routes(routes!(analytics::datasets))
 }
 
 pub(crate) async fn fallback() -> ApiError {
