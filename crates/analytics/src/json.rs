@@ -78,9 +78,11 @@ fn parse_path(path: &str) -> std::result::Result<Vec<Step>, String> {
                 })?;
                 steps.push(Step::Index(index));
             }
-            other => return Err(format!(
+            other => {
+                return Err(format!(
                 "unexpected '{other}' in JSON path '{path}'; write $.key, $.key.inner or $.list[0]"
-            )),
+            ))
+            }
         }
     }
     Ok(steps)

@@ -1531,7 +1531,7 @@ impl Activity<'_, '_> {
                 "cached_input_tokens": null,
                 "cost_usd": cost,
                 "duration_ms": duration_ms,
-                "time_to_first_token_ms": (!failed).then(|| duration_ms / 4),
+                "time_to_first_token_ms": (!failed).then_some(duration_ms / 4),
                 "finish_reason": (!failed).then_some("stop"),
                 "error_class": error_class,
                 "attempts": 1,
@@ -2187,7 +2187,7 @@ pub fn markdown(report: &LakeReport, bench: &LakeBench) -> String {
         };
         for (engine, timings) in [("Flywheel", &query.flywheel), ("DuckDB", &query.peer)] {
             if let Err(err) = timings {
-                if !(engine == "DuckDB" && !bench.peer) {
+                if engine != "DuckDB" || bench.peer {
                     notes.push(format!(
                         "- {engine} did not answer {}: {err}",
                         query.query.name
