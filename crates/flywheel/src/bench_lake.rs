@@ -28,6 +28,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Map, Value};
 
+use crate::bench::local::{machine, CpuCounters, Machine};
 use crate::bench::progress_count;
 
 /// The peer script, embedded so that the bench runs from any directory.
@@ -130,19 +131,6 @@ impl LakeInfo {
     pub fn mib_per_million(&self) -> f64 {
         self.bytes as f64 / 1024.0 / 1024.0 / (self.rows as f64 / 1e6).max(1e-9)
     }
-}
-
-/// Where the numbers come from.
-#[derive(Debug)]
-pub struct Machine {
-    pub cpu: String,
-    pub cores: usize,
-    pub memory: String,
-    pub os: String,
-    pub date: String,
-    pub release_build: bool,
-    /// The share of the machine's CPU time other processes used during the queries (0 to 1).
-    pub others_cpu_share: Option<f64>,
 }
 
 /// A report or an ad-hoc query.
@@ -1967,92 +1955,6 @@ fn median(values: &[f64]) -> f64 {
         0 => f64::NAN,
         len if len % 2 == 1 => sorted[len / 2],
         len => (sorted[len / 2 - 1] + sorted[len / 2]) / 2.0,
-    }
-}
-
-/// CPU model, cores, memory, OS and date, from `/proc` and `/etc/os-release` where present.
-fn machine() -> Machine {
-    let read = |path: &str| std::fs::read_to_string(path).unwrap_or_default();
-    let cpu = read("/proc/cpuinfo")
-        .lines()
-        .find_map(|line| line.strip_prefix("model name"))
-        .and_then(|rest| rest.split_once(':'))
-        .map_or_else(
-            || std::env::consts::ARCH.to_owned(),
-            |(_, name)| name.trim().to_owned(),
-        );
-    let memory = read("/proc/meminfo")
-        .lines()
-        .find_map(|line| line.strip_prefix("MemTotal:"))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|kib| kib.parse::<f64>().ok())
-        .map_or_else(
-            || "unknown".to_owned(),
-            |kib| format!("{:.0} GiB", kib / 1024.0 / 1024.0),
-        );
-    let os = read("/etc/os-release")
-        .lines()
-        .find_map(|line| line.strip_prefix("PRETTY_NAME="))
-        .map_or_else(
-            || std::env::consts::OS.to_owned(),
-            |name| name.trim_matches('"').to_owned(),
-        );
-    Machine {
-        cpu,
-        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
-        memory,
-        os,
-        date: chrono::Utc::now().format("%Y-%m-%d").to_string(),
-        release_build: !cfg!(debug_assertions),
-        others_cpu_share: None,
-    }
-}
-
-/// CPU time of the whole machine and of this process with its waited-for children (the peer),
-/// in clock ticks, from `/proc/stat` and `/proc/self/stat`.
-#[derive(Debug, Clone, Copy)]
-struct CpuCounters {
-    machine_busy: u64,
-    machine_total: u64,
-    own: u64,
-}
-
-impl CpuCounters {
-    fn read() -> Option<CpuCounters> {
-        let stat = std::fs::read_to_string("/proc/stat").ok()?;
-        let values: Vec<u64> = stat
-            .lines()
-            .next()?
-            .strip_prefix("cpu ")?
-            .split_whitespace()
-            .filter_map(|value| value.parse().ok())
-            .collect();
-        // user nice system idle iowait irq softirq steal (guest time is inside user).
-        let busy = [0, 1, 2, 5, 6, 7]
-            .iter()
-            .filter_map(|idx| values.get(*idx))
-            .sum::<u64>();
-        let idle = values.get(3)? + values.get(4).copied().unwrap_or(0);
-        let own_stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-        // Fields after the parenthesised command name: utime, stime, cutime, cstime are the
-        // 12th to 15th.
-        let fields: Vec<&str> = own_stat.rsplit_once(')')?.1.split_whitespace().collect();
-        let own = (11..=14)
-            .map(|idx| fields.get(idx).and_then(|value| value.parse::<u64>().ok()))
-            .sum::<Option<u64>>()?;
-        Some(CpuCounters {
-            machine_busy: busy,
-            machine_total: busy + idle,
-            own,
-        })
-    }
-
-    /// The share of the machine's CPU time between `self` and `later` used by other processes.
-    fn others_share(&self, later: &CpuCounters) -> Option<f64> {
-        let total = later.machine_total.checked_sub(self.machine_total)?;
-        let busy = later.machine_busy.checked_sub(self.machine_busy)?;
-        let own = later.own.checked_sub(self.own)?;
-        (total > 0).then(|| busy.saturating_sub(own) as f64 / total as f64)
     }
 }
 

@@ -596,7 +596,7 @@ fn median(values: &[f64]) -> f64 {
 }
 
 /// CPU model, cores, memory, OS and date, from `/proc` and `/etc/os-release` where present.
-fn machine() -> Machine {
+pub(crate) fn machine() -> Machine {
     let read = |path: &str| std::fs::read_to_string(path).unwrap_or_default();
     let cpuinfo = read("/proc/cpuinfo");
     let cpu = cpuinfo
@@ -637,14 +637,14 @@ fn machine() -> Machine {
 /// CPU time of the whole machine and of this process with its waited-for children (the
 /// peers), in clock ticks, from `/proc/stat` and `/proc/self/stat`.
 #[derive(Debug, Clone, Copy)]
-struct CpuCounters {
+pub(crate) struct CpuCounters {
     machine_busy: u64,
     machine_total: u64,
     own: u64,
 }
 
 impl CpuCounters {
-    fn read() -> Option<CpuCounters> {
+    pub(crate) fn read() -> Option<CpuCounters> {
         let stat = std::fs::read_to_string("/proc/stat").ok()?;
         let values: Vec<u64> = stat
             .lines()
@@ -674,7 +674,7 @@ impl CpuCounters {
     }
 
     /// The share of the machine's CPU time between `self` and `later` used by other processes.
-    fn others_share(&self, later: &CpuCounters) -> Option<f64> {
+    pub(crate) fn others_share(&self, later: &CpuCounters) -> Option<f64> {
         let total = later.machine_total.checked_sub(self.machine_total)?;
         let busy = later.machine_busy.checked_sub(self.machine_busy)?;
         let own = later.own.checked_sub(self.own)?;
