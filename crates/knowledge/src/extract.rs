@@ -1,0 +1,1 @@
+//! Text extraction (to be written).
