@@ -8,6 +8,7 @@
 
 mod analytics;
 mod gateway;
+mod knowledge;
 mod load;
 mod models;
 mod secret;
@@ -23,6 +24,7 @@ pub use gateway::{
     AliasConfig, Budget, BudgetsConfig, GatewayConfig, LimitsConfig, PriceOverride, ProviderConfig,
     ProviderKindConfig, TenantGatewayConfig, ValidationConfig, VariantConfig,
 };
+pub use knowledge::{KnowledgeBackend, KnowledgeConfig};
 pub use load::{ConfigError, Overrides, NON_CONFIG_ENV_VARS};
 pub use models::{
     ConciergeConfig, LocalChatModelConfig, LocalEmbeddingModelConfig, ModelsConfig,
@@ -52,6 +54,7 @@ pub struct Config {
     pub concierge: ConciergeConfig,
     pub analytics: AnalyticsConfig,
     pub training: TrainingConfig,
+    pub knowledge: KnowledgeConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -285,6 +288,7 @@ impl Default for Config {
             concierge: ConciergeConfig::default(),
             analytics: AnalyticsConfig::default(),
             training: TrainingConfig::default(),
+            knowledge: KnowledgeConfig::default(),
         }
     }
 }
@@ -402,6 +406,11 @@ impl Config {
         let mut shown = self.clone();
         shown.database.url = Some(redact_url_password(&self.database_url()));
         shown.lake.url = Some(self.lake_url());
+        shown.knowledge.pgvector_url = self
+            .knowledge
+            .pgvector_url
+            .as_deref()
+            .map(redact_url_password);
         shown.secrets.master_key = Some(self.master_key_ref().0);
         toml::to_string_pretty(&shown).map_err(|err| ConfigError::Invalid {
             key: "<all>".to_owned(),

@@ -13,7 +13,8 @@ use sqlx::sqlite::{
 
 use crate::identity::{PgBackend, SqliteBackend};
 use crate::{
-    ApiKeyStore, ConciergeStore, InteractionStore, ProviderKeyStore, StoreError, TenantStore,
+    ApiKeyStore, ConciergeStore, InteractionStore, KnowledgeStore, ProviderKeyStore, StoreError,
+    TenantStore,
 };
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -298,6 +299,19 @@ impl Store {
     }
 
     pub fn concierge(&self) -> Arc<dyn ConciergeStore> {
+        match &self.pool {
+            Pool::Sqlite(pool) => Arc::new(SqliteBackend {
+                pool: pool.clone(),
+                writer: self.sqlite_writer.clone().unwrap_or_else(|| pool.clone()),
+            }),
+            Pool::Postgres(pool) => Arc::new(PgBackend {
+                pool: pool.clone(),
+                writer: pool.clone(),
+            }),
+        }
+    }
+
+    pub fn knowledge(&self) -> Arc<dyn KnowledgeStore> {
         match &self.pool {
             Pool::Sqlite(pool) => Arc::new(SqliteBackend {
                 pool: pool.clone(),

@@ -11,6 +11,7 @@ mod connect;
 mod error;
 mod identity;
 mod interactions;
+mod knowledge;
 mod provider_keys;
 
 pub use concierge::{
@@ -22,5 +23,10 @@ pub use error::StoreError;
 pub use identity::{ApiKeyRecord, ApiKeyStore, NewApiKey, TenantStore};
 pub use interactions::{
     ArchiveIndexRow, InteractionCursor, InteractionFilter, InteractionStore, RejectedInteraction,
+};
+pub use knowledge::{
+    DocumentAttributes, KnowledgeChunkRecord, KnowledgeCollectionRecord,
+    KnowledgeCollectionSummary, KnowledgeDocumentRecord, KnowledgeJobRecord, KnowledgeStore,
+    VisibleChunk,
 };
 pub use provider_keys::{ProviderKeyRecord, ProviderKeyStore, RewrappedDataKey};
