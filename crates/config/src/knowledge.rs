@@ -1,12 +1,12 @@
 //! `[knowledge]`: the knowledge base — where its indexes live, which model embeds, how documents
 //! are cut, and the limits of ingestion and search.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use crate::models::{DEFAULT_CHAT_MODEL, DEFAULT_EMBEDDING_MODEL};
-use crate::SecretRef;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -16,10 +16,12 @@ pub struct KnowledgeConfig {
     /// `embedded` (an HNSW and a BM25 index per collection under `data_dir/knowledge`) or
     /// `pgvector` (PostgreSQL with the vector extension at `pgvector_url`).
     pub backend: KnowledgeBackend,
-    /// The PostgreSQL holding the vectors when `backend = "pgvector"`.
+    /// Where the embedded backend keeps its indexes (default `data_dir/knowledge`). They are
+    /// derived from the database: an empty directory is rebuilt at start.
+    pub index_dir: Option<PathBuf>,
+    /// The PostgreSQL holding the vectors when `backend = "pgvector"` (a password goes in the
+    /// URL or in `PGPASSWORD`; `config show` redacts it).
     pub pgvector_url: Option<String>,
-    /// Its password, when not in the URL.
-    pub pgvector_password: Option<SecretRef>,
     /// The gateway model that embeds chunks and queries (a new collection records it; a
     /// collection embedded by another model must be re-embedded before it is used).
     pub embedding_model: String,
@@ -59,8 +61,8 @@ impl Default for KnowledgeConfig {
         KnowledgeConfig {
             enabled: true,
             backend: KnowledgeBackend::Embedded,
+            index_dir: None,
             pgvector_url: None,
-            pgvector_password: None,
             embedding_model: format!("local/{DEFAULT_EMBEDDING_MODEL}"),
             answer_model: format!("local/{DEFAULT_CHAT_MODEL}"),
             chunk_max_tokens: 200,

@@ -13,6 +13,7 @@ pub const NON_CONFIG_ENV_VARS: &[&str] = &[
     "CONFIG",
     "TEST_POSTGRES_URL",
     "TEST_REDIS_URL",
+    "TEST_PGVECTOR_URL",
     "BOOTSTRAP_ADMIN_KEY",
     "TEST_CRASH_AFTER_LAKE_UPLOAD",
     // The Python interpreter `flywheel models fetch` runs pip with.
