@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use flywheel_analytics::{Analytics, AnalyticsSettings};
-use flywheel_config::{Config, DatabaseBackend, SecretRef};
+use flywheel_config::{Config, DatabaseBackend, KnowledgeBackend, SecretRef};
 use flywheel_lake::{Lake, LakeSettings, S3Settings};
 use flywheel_local::chat::ChatModelOptions;
 use flywheel_local::embed::EmbeddingModelOptions;
@@ -20,6 +20,7 @@ use flywheel_services::concierge::{ConciergeService, ConciergeSettings};
 use flywheel_services::enrich::EnrichSettings;
 use flywheel_services::gateway::{setup, GatewayParts, GatewayService};
 use flywheel_services::ingest::{IngestService, IngestSettings};
+use flywheel_services::knowledge::KnowledgeService;
 use flywheel_services::writer::{GroupCommitWriter, WriterTask};
 use flywheel_services::{
     BootstrapOutcome, IdentityService, KeyRing, MasterKey, ProviderKeyService,
@@ -39,6 +40,8 @@ pub struct Components {
     pub provider_keys: Arc<ProviderKeyService>,
     pub concierge: Arc<ConciergeService>,
     pub analytics: Arc<AnalyticsService>,
+    /// The knowledge base, unless `knowledge.enabled = false`.
+    pub knowledge: Option<Arc<KnowledgeService>>,
     /// The in-process models, when `[models]` configures any.
     pub local_models: Option<Arc<LocalProvider>>,
     pub archiver: Archiver,
@@ -144,11 +147,18 @@ impl Components {
         let local_models = local_provider(config);
         let (provider_keys, gateway) =
             open_gateway(config, &store, &master_key, &ingest, local_models.clone()).await?;
+        let knowledge = if config.knowledge.enabled {
+            Some(Arc::new(
+                open_knowledge(config, &store, &gateway, &ingest, local_models.clone()).await?,
+            ))
+        } else {
+            None
+        };
         let concierge = Arc::new(ConciergeService::new(
             store.concierge(),
             ingest.clone(),
             gateway.clone(),
-            ToolRegistry::builtin(store.interactions()),
+            ToolRegistry::builtin(store.interactions(), knowledge.clone()),
             ConciergeSettings {
                 config: config.concierge.clone(),
                 answer_timeout: config.concierge.answer_timeout,
@@ -162,6 +172,7 @@ impl Components {
             provider_keys,
             concierge,
             analytics,
+            knowledge,
             local_models,
             archiver,
             writer_task: Arc::new(tokio::sync::Mutex::new(Some(writer_task))),
@@ -327,6 +338,100 @@ async fn open_gateway(
 }
 
 /// The in-process models configured under `[models]`, none loaded yet.
+/// The knowledge base over its configured index backend.
+pub async fn open_knowledge(
+    config: &Config,
+    store: &Store,
+    gateway: &Arc<GatewayService>,
+    ingest: &Arc<IngestService>,
+    local_models: Option<Arc<LocalProvider>>,
+) -> anyhow::Result<KnowledgeService> {
+    use flywheel_knowledge::index::embedded::{EmbeddedIndex, EmbeddedSettings};
+    use flywheel_knowledge::index::pgvector::{PgVectorIndex, PgVectorSettings};
+    use flywheel_knowledge::index::KnowledgeIndex;
+    let settings = &config.knowledge;
+    let index: Arc<dyn KnowledgeIndex> = match settings.backend {
+        KnowledgeBackend::Embedded => {
+            let root = settings
+                .index_dir
+                .clone()
+                .unwrap_or_else(|| config.data_dir.join("knowledge"));
+            Arc::new(
+                EmbeddedIndex::open(
+                    root.clone(),
+                    EmbeddedSettings {
+                        connectivity: settings.hnsw_m,
+                        expansion_add: settings.hnsw_ef_construction,
+                        expansion_search: settings.hnsw_ef_search,
+                        ..EmbeddedSettings::default()
+                    },
+                )
+                .with_context(|| format!("opening the knowledge index in {}", root.display()))?,
+            )
+        }
+        KnowledgeBackend::Pgvector => {
+            let url = settings.pgvector_url.clone().context(
+                "knowledge.backend = \"pgvector\" needs knowledge.pgvector_url (a PostgreSQL with the vector extension; `python3 scripts/pgvector_server.py` starts one)",
+            )?;
+            Arc::new(
+                PgVectorIndex::connect(
+                    &url,
+                    PgVectorSettings {
+                        m: settings.hnsw_m,
+                        ef_construction: settings.hnsw_ef_construction,
+                        ..PgVectorSettings::default()
+                    },
+                )
+                .await
+                .with_context(|| {
+                    format!(
+                        "connecting to the pgvector database {}",
+                        flywheel_config::redact_url_password(&url)
+                    )
+                })?,
+            )
+        }
+    };
+    let token_counter = settings
+        .embedding_model
+        .strip_prefix(&format!("{PROVIDER_NAME}/"))
+        .zip(local_models)
+        .map(|(name, local)| {
+            Arc::new(LocalTokenCounter {
+                local,
+                model: name.to_owned(),
+            }) as Arc<dyn flywheel_knowledge::chunk::TokenCounter>
+        });
+    Ok(KnowledgeService::new(
+        store.knowledge(),
+        index,
+        gateway.clone(),
+        ingest.clone(),
+        settings.clone(),
+        token_counter,
+    ))
+}
+
+/// Counts tokens with the local embedding model's own tokenizer once it is loaded (so chunks
+/// fit its input window exactly), and estimates until then.
+struct LocalTokenCounter {
+    local: Arc<LocalProvider>,
+    model: String,
+}
+
+impl flywheel_knowledge::chunk::TokenCounter for LocalTokenCounter {
+    fn count(&self, text: &str) -> usize {
+        match self.local.embedding_model(&self.model) {
+            // Without [CLS] and [SEP], which every input has.
+            Some(model) => model.count_tokens(text).saturating_sub(2),
+            None => flywheel_knowledge::chunk::TokenCounter::count(
+                &flywheel_knowledge::chunk::EstimatedTokens,
+                text,
+            ),
+        }
+    }
+}
+
 fn local_provider(config: &Config) -> Option<Arc<LocalProvider>> {
     let models = &config.models;
     if !models.enabled || (models.chat.is_empty() && models.embeddings.is_empty()) {
@@ -364,7 +469,7 @@ fn local_provider(config: &Config) -> Option<Arc<LocalProvider>> {
 /// Fetches missing shipped models (when `models.auto_fetch` is on), then loads every local
 /// model, on a blocking thread, while the server already serves: until a model is ready its
 /// requests get 503 saying so, and `/readyz` shows its state.
-fn start_local_models(
+pub(crate) fn start_local_models(
     config: &Config,
     local: Arc<LocalProvider>,
 ) -> (JoinHandle<()>, tokio::sync::watch::Sender<bool>) {
@@ -551,6 +656,7 @@ impl Application {
                 provider_keys: self.components.provider_keys.clone(),
                 concierge: self.components.concierge.clone(),
                 analytics: self.components.analytics.clone(),
+                knowledge: self.components.knowledge.clone(),
             },
             self.components.store.clone(),
             flywheel_http::HttpSettings {
@@ -573,6 +679,19 @@ impl Application {
                 self.config.analytics.derive_interval,
                 archiver_stop_rx_for_derive(&archiver_stop),
             ))
+        });
+        let knowledge_tasks = self.components.knowledge.clone().map(|knowledge| {
+            let worker = tokio::spawn(
+                knowledge
+                    .clone()
+                    .run_worker(archiver_stop_rx_for_derive(&archiver_stop)),
+            );
+            let upkeep = tokio::spawn(knowledge_upkeep(
+                knowledge.clone(),
+                self.components.store.clone(),
+                self.config.knowledge.flush_interval,
+            ));
+            (knowledge, worker, upkeep)
         });
         let router = flywheel_http::router(state);
         tracing::info!(
@@ -621,12 +740,65 @@ impl Application {
             // A derivation in progress is abandoned; the next run rewrites every file.
             derive.abort();
         }
+        if let Some((knowledge, worker, upkeep)) = knowledge_tasks {
+            // The worker stopped with the archiver's signal after its current job (an
+            // interrupted job resumes at the next start); the index snapshot is written last.
+            upkeep.abort();
+            if tokio::time::timeout(Duration::from_secs(10), worker)
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    "an ingestion job was still running at shutdown; it resumes at the next start"
+                );
+            }
+            if let Err(err) = knowledge.flush().await {
+                tracing::error!(error = %err, "could not snapshot the knowledge index");
+            }
+        }
         if let Err(err) = archiver.await {
             tracing::error!(error = %err, "archiver task failed");
         }
         self.components.close().await;
         tracing::info!("stopped cleanly");
         Ok(())
+    }
+}
+
+/// Reconciles the knowledge index with the store once the database is migrated, then
+/// snapshots it every `flush_interval`.
+async fn knowledge_upkeep(
+    knowledge: Arc<KnowledgeService>,
+    store: Store,
+    flush_interval: Duration,
+) {
+    for _ in 0..600 {
+        if store.is_migrated() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    match knowledge.reconcile().await {
+        Ok((0, 0)) => {}
+        Ok((reindexed, removed)) => {
+            tracing::info!(
+                reindexed,
+                removed,
+                "knowledge index reconciled with the store"
+            )
+        }
+        Err(err) => tracing::error!(error = %err, "could not reconcile the knowledge index"),
+    }
+    if flush_interval.is_zero() {
+        return;
+    }
+    let mut ticker = tokio::time::interval(flush_interval);
+    ticker.tick().await;
+    loop {
+        ticker.tick().await;
+        if let Err(err) = knowledge.flush().await {
+            tracing::error!(error = %err, "could not snapshot the knowledge index");
+        }
     }
 }
 

@@ -69,6 +69,11 @@ pub enum Command {
         #[command(subcommand)]
         command: LakeCommand,
     },
+    /// The knowledge base: collections, ingestion of files and folders, search.
+    Knowledge {
+        #[command(subcommand)]
+        command: KnowledgeCommand,
+    },
     /// Run a read-only SQL query over a tenant's lake (tables: interactions, outcomes_latest,
     /// conversations) and print a table or write a file.
     Query {
@@ -274,6 +279,55 @@ pub enum InteractionsCommand {
         /// Print JSON lines instead of a table.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KnowledgeCommand {
+    /// List a tenant's collections with their counts.
+    Collections {
+        /// The tenant (default: the operator tenant).
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Create a collection.
+    Create {
+        name: String,
+        #[arg(long)]
+        description: Option<String>,
+        /// The embedding model (default: knowledge.embedding_model).
+        #[arg(long)]
+        model: Option<String>,
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Ingest files and folders (Markdown, text, HTML, PDF; folders recursively). A file's
+    /// path is its source: ingesting it again replaces it if it changed and skips it if not.
+    Ingest {
+        /// Files or folders.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// The collection (created when missing).
+        #[arg(long, short)]
+        collection: String,
+        /// Tags for every document.
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Search a collection and print the passages.
+    Search {
+        query: String,
+        #[arg(long, short)]
+        collection: String,
+        /// vector, lexical or hybrid.
+        #[arg(long, default_value = "hybrid", value_parser = ["vector", "lexical", "hybrid"])]
+        mode: String,
+        #[arg(long, default_value_t = 5)]
+        top_k: usize,
+        #[arg(long)]
+        tenant: Option<String>,
     },
 }
 

@@ -87,6 +87,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             .await
         }
         Command::Models { command } => models(config, command).await,
+        Command::Knowledge { command } => crate::knowledge::run(config, command).await,
         Command::Bench {
             command:
                 BenchCommand::Ingest {
@@ -247,7 +248,7 @@ async fn migrate(config: Config) -> anyhow::Result<()> {
 
 /// Opens the store for a CLI command, migrating and bootstrapping an empty database first so
 /// that the CLI and `serve` agree on what exists.
-async fn open_for_cli(config: &Config) -> anyhow::Result<Components> {
+pub(crate) async fn open_for_cli(config: &Config) -> anyhow::Result<Components> {
     let components = Components::open(config).await?;
     components
         .prepare(config, bootstrap_key_from_env().as_ref())
@@ -255,7 +256,7 @@ async fn open_for_cli(config: &Config) -> anyhow::Result<Components> {
     Ok(components)
 }
 
-fn cli_principal(config: &Config) -> anyhow::Result<flywheel_core::Principal> {
+pub(crate) fn cli_principal(config: &Config) -> anyhow::Result<flywheel_core::Principal> {
     let tenant = TenantId::parse(&config.bootstrap.tenant_id)
         .map_err(|err| anyhow::anyhow!("bootstrap.tenant_id: {err}"))?;
     Ok(local_cli_principal(tenant))

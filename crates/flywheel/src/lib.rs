@@ -7,6 +7,7 @@ pub mod bench_concierge;
 pub mod bench_gateway;
 pub mod cli;
 pub mod commands;
+pub mod knowledge;
 pub mod query;
 pub mod telemetry;
 

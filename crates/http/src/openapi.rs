@@ -23,6 +23,7 @@ use crate::state::AppState;
     tags(
         (name = "health", description = "Liveness and readiness (no authentication)"),
         (name = "analytics", description = "SQL over the lake, the reports and the derived datasets"),
+        (name = "knowledge", description = "Knowledge base: collections, documents, search and grounded answers"),
         (name = "concierge", description = "The AI Concierge: sessions, messages, transcripts, erasure and feedback"),
         (name = "identity", description = "Tenants, API keys and the calling principal"),
         (name = "interactions", description = "Capture interactions, link outcomes and feedback, inspect rejects"),

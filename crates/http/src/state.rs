@@ -6,6 +6,7 @@ use flywheel_services::analytics::AnalyticsService;
 use flywheel_services::concierge::ConciergeService;
 use flywheel_services::gateway::GatewayService;
 use flywheel_services::ingest::IngestService;
+use flywheel_services::knowledge::KnowledgeService;
 use flywheel_services::{IdentityService, ProviderKeyService};
 use flywheel_store::Store;
 use ipnet::IpNet;
@@ -32,6 +33,8 @@ pub struct Services {
     pub provider_keys: Arc<ProviderKeyService>,
     pub concierge: Arc<ConciergeService>,
     pub analytics: Arc<AnalyticsService>,
+    /// `None` when `knowledge.enabled = false`.
+    pub knowledge: Option<Arc<KnowledgeService>>,
 }
 
 #[derive(Debug, Clone)]
@@ -42,6 +45,7 @@ pub struct AppState {
     pub provider_keys: Arc<ProviderKeyService>,
     pub concierge: Arc<ConciergeService>,
     pub analytics: Arc<AnalyticsService>,
+    pub knowledge: Option<Arc<KnowledgeService>>,
     pub store: Store,
     pub metrics: Arc<HttpMetrics>,
     pub http: Arc<HttpSettings>,
@@ -56,6 +60,7 @@ impl AppState {
             provider_keys,
             concierge,
             analytics,
+            knowledge,
         } = services;
         AppState {
             identity,
@@ -69,6 +74,7 @@ impl AppState {
             provider_keys,
             concierge,
             analytics,
+            knowledge,
             store,
             http: Arc::new(settings),
         }

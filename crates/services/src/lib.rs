@@ -15,6 +15,7 @@ mod error;
 pub mod gateway;
 pub mod identity;
 pub mod ingest;
+pub mod knowledge;
 pub mod provider_keys;
 pub mod secrets;
 pub mod writer;

@@ -22,7 +22,7 @@ impl FetchProgress for Quiet {
 }
 
 /// The models directory, with the shipped models fetched into it once per test run.
-fn models_dir() -> PathBuf {
+pub(crate) fn models_dir() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let dir = match std::env::var_os("FLYWHEEL_MODELS_DIR") {

@@ -13,6 +13,7 @@ mod gateway;
 mod helpers;
 mod identity;
 mod interactions;
+mod knowledge;
 mod lake;
 mod local_models;
 mod observability;

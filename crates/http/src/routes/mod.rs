@@ -6,6 +6,7 @@ mod concierge;
 mod gateway;
 mod health;
 mod interactions;
+mod knowledge;
 mod me;
 mod metrics;
 mod provider_keys;
@@ -62,6 +63,20 @@ pub(crate) fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(analytics::partners))
         .routes(routes!(analytics::models))
         .routes(routes!(analytics::datasets))
+        .routes(routes!(
+            knowledge::create_collection,
+            knowledge::list_collections
+        ))
+        .routes(routes!(
+            knowledge::get_collection,
+            knowledge::delete_collection
+        ))
+        .routes(routes!(knowledge::reembed_collection))
+        .routes(routes!(knowledge::add_document, knowledge::list_documents))
+        .routes(routes!(knowledge::get_document, knowledge::delete_document))
+        .routes(routes!(knowledge::get_job))
+        .routes(routes!(knowledge::search))
+        .routes(routes!(knowledge::answer))
 }
 
 pub(crate) async fn fallback() -> ApiError {

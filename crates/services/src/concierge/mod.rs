@@ -627,6 +627,7 @@ impl ConciergeService {
             .and_then(|text| serde_json::from_str(text).ok());
         let user_message_id = Uuid::now_v7();
         let tool_context = ToolContext {
+            actor: actor.clone(),
             tenant_id: actor.tenant_id.clone(),
             user_id: session.user_id.clone(),
             profile: profile.clone(),
@@ -754,6 +755,7 @@ impl ConciergeService {
     ) {
         let mut listening = true;
         let tool_context = ToolContext {
+            actor: turn.actor.clone(),
             tenant_id: turn.actor.tenant_id.clone(),
             user_id: turn.session.user_id.clone(),
             profile: turn.profile.clone(),

@@ -11,14 +11,19 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use flywheel_core::TenantId;
+use flywheel_core::{Principal, TenantId};
 use flywheel_llm::ToolDefinition;
 use flywheel_store::{InteractionFilter, InteractionStore};
 use serde_json::{json, Map, Value};
 
+use crate::knowledge::KnowledgeService;
+use crate::knowledge::{SearchFilter, SearchInput, SearchMode, SearchResult};
+
 /// What a tool may know about the conversation it serves.
 #[derive(Debug, Clone)]
 pub struct ToolContext {
+    /// Who the turn acts as (budgets and logging of the tools' own model calls).
+    pub actor: Principal,
     pub tenant_id: TenantId,
     /// The user the conversation is with.
     pub user_id: String,
@@ -58,12 +63,15 @@ impl std::fmt::Debug for ToolRegistry {
 
 impl ToolRegistry {
     /// The built-in tools: `lookup_profile` (over the session's profile and the user's recorded
-    /// interactions) and `search_knowledge` (until a knowledge base is configured it answers
-    /// that none is).
-    pub fn builtin(interactions: Arc<dyn InteractionStore>) -> ToolRegistry {
+    /// interactions) and `search_knowledge` (the tenant's knowledge base; without one it says
+    /// that none is configured).
+    pub fn builtin(
+        interactions: Arc<dyn InteractionStore>,
+        knowledge: Option<Arc<KnowledgeService>>,
+    ) -> ToolRegistry {
         let mut registry = ToolRegistry::default();
         registry.register(Arc::new(LookupProfile { interactions }));
-        registry.register(Arc::new(SearchKnowledge));
+        registry.register(Arc::new(SearchKnowledge { knowledge }));
         registry
     }
 
@@ -226,9 +234,16 @@ impl ConciergeTool for LookupProfile {
     }
 }
 
-/// `search_knowledge`: passages from the tenant's knowledge base. No knowledge base exists yet,
-/// so it says so (and the model is told); the knowledge-base service replaces this body.
-struct SearchKnowledge;
+/// `search_knowledge`: passages from the tenant's knowledge base (hybrid search over one
+/// collection, or over all of the tenant's collections fused by reciprocal rank). Passages are
+/// numbered so the answer can cite them as `[1]`, `[2]`; the tool's result (with document and
+/// chunk ids) is stored with the turn's interactions, so every citation can be traced.
+struct SearchKnowledge {
+    knowledge: Option<Arc<KnowledgeService>>,
+}
+
+/// Passages the tool returns.
+const KNOWLEDGE_TOP_K: usize = 4;
 
 #[async_trait]
 impl ConciergeTool for SearchKnowledge {
@@ -238,13 +253,16 @@ impl ConciergeTool for SearchKnowledge {
 
     fn description(&self) -> &'static str {
         "Search the knowledge base (partner information, guides, FAQs) for passages relevant \
-         to a query."
+         to a query. Cite the passages you use as [1], [2]."
     }
 
     fn parameters(&self) -> Value {
         json!({
             "type": "object",
-            "properties": {"query": {"type": "string", "description": "What to look for."}},
+            "properties": {
+                "query": {"type": "string", "description": "What to look for."},
+                "collection": {"type": "string", "description": "A collection name; default: all."}
+            },
             "required": ["query"],
             "additionalProperties": false
         })
@@ -258,17 +276,68 @@ impl ConciergeTool for SearchKnowledge {
         is_question.then(|| json!({"query": message}))
     }
 
-    async fn call(&self, _context: &ToolContext, arguments: Value) -> Result<Value, ToolError> {
+    async fn call(&self, context: &ToolContext, arguments: Value) -> Result<Value, ToolError> {
         let query = arguments
             .get("query")
             .and_then(Value::as_str)
             .filter(|query| !query.trim().is_empty())
             .ok_or_else(|| ToolError("`query` (a non-empty string) is required".to_owned()))?;
+        let Some(knowledge) = &self.knowledge else {
+            return Ok(json!({
+                "query": query,
+                "available": false,
+                "results": [],
+                "note": "no knowledge base is configured; answer from general knowledge and say so",
+            }));
+        };
+        let results: Vec<SearchResult> =
+            match arguments.get("collection").and_then(Value::as_str) {
+                Some(collection) => knowledge
+                    .search(
+                        &context.actor,
+                        SearchInput {
+                            collection: collection.to_owned(),
+                            query: query.to_owned(),
+                            top_k: Some(KNOWLEDGE_TOP_K),
+                            num_candidates: None,
+                            mode: SearchMode::Hybrid,
+                            filter: SearchFilter::default(),
+                            rescore: false,
+                        },
+                    )
+                    .await
+                    .map(|outcome| outcome.results),
+                None => {
+                    knowledge
+                        .search_all(&context.actor, query, KNOWLEDGE_TOP_K)
+                        .await
+                }
+            }
+            .map_err(|err| ToolError(format!("the knowledge base could not be searched: {err}")))?;
+        let passages: Vec<Value> = results
+            .iter()
+            .enumerate()
+            .map(|(idx, result)| {
+                json!({
+                    "citation": format!("[{}]", idx + 1),
+                    "document_id": result.document_id,
+                    "chunk_id": result.chunk_id,
+                    "title": result.title,
+                    "heading_path": result.heading_path,
+                    "content": result.content,
+                    "score": result.score,
+                })
+            })
+            .collect();
         Ok(json!({
             "query": query,
-            "available": false,
-            "results": [],
-            "note": "no knowledge base is configured for this tenant yet; answer from general knowledge and say so",
+            "available": true,
+            "results": passages,
+            "note": if results.is_empty() {
+                "nothing relevant was found in the knowledge base; say so"
+            } else {
+                "answer from these passages and cite them as [1], [2]"
+            },
         }))
     }
 }
@@ -282,7 +351,7 @@ mod tests {
         let registry = ToolRegistry {
             tools: BTreeMap::from([(
                 "search_knowledge",
-                Arc::new(SearchKnowledge) as Arc<dyn ConciergeTool>,
+                Arc::new(SearchKnowledge { knowledge: None }) as Arc<dyn ConciergeTool>,
             )]),
         };
         assert_eq!(registry.route("How do I grow?").len(), 1);
@@ -295,15 +364,23 @@ mod tests {
 
     #[tokio::test]
     async fn search_knowledge_requires_a_query() {
+        let tenant_id = TenantId::parse("t1").unwrap_or_else(|_| unreachable!());
         let context = ToolContext {
-            tenant_id: TenantId::parse("t1").unwrap_or_else(|_| unreachable!()),
+            actor: Principal {
+                tenant_id: tenant_id.clone(),
+                subject: flywheel_core::Subject::parse("u").unwrap_or_else(|_| unreachable!()),
+                role: flywheel_core::Role::Contractor,
+                operator: false,
+                auth: flywheel_core::AuthMethod::Jwt,
+            },
+            tenant_id,
             user_id: "u".into(),
             profile: None,
         };
         let registry = ToolRegistry {
             tools: BTreeMap::from([(
                 "search_knowledge",
-                Arc::new(SearchKnowledge) as Arc<dyn ConciergeTool>,
+                Arc::new(SearchKnowledge { knowledge: None }) as Arc<dyn ConciergeTool>,
             )]),
         };
         assert!(registry
