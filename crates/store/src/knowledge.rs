@@ -557,8 +557,8 @@ macro_rules! impl_knowledge_store {
                         AS documents, \
                      (SELECT COUNT(*) FROM knowledge_documents d WHERE d.collection_id = k.id \
                         AND d.active_version IS NOT NULL) AS ready_documents, \
-                     (SELECT COALESCE(SUM(d.chunk_count), 0) FROM knowledge_documents d \
-                        WHERE d.collection_id = k.id AND d.active_version IS NOT NULL) AS chunks \
+                     CAST((SELECT COALESCE(SUM(d.chunk_count), 0) FROM knowledge_documents d \
+                        WHERE d.collection_id = k.id AND d.active_version IS NOT NULL) AS BIGINT) AS chunks \
                      FROM knowledge_collections k WHERE k.tenant_id = $1 ORDER BY k.name",
                 )
                 .bind(tenant_id.as_str())

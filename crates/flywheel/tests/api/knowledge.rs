@@ -102,12 +102,9 @@ async fn wait_for_embeddings(app: &TestApp) {
             .as_array()
             .cloned()
             .unwrap_or_default();
-        if models
-            .iter()
-            .any(|model| {
-                model["id"] == format!("local/{DEFAULT_EMBEDDING_MODEL}") && model["state"] == "ready"
-            })
-        {
+        if models.iter().any(|model| {
+            model["id"] == format!("local/{DEFAULT_EMBEDDING_MODEL}") && model["state"] == "ready"
+        }) {
             return;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -783,4 +780,102 @@ async fn the_index_survives_a_restart_and_is_rebuilt_when_lost() {
             .map(String::as_str),
         Some("Roofing guide")
     );
+}
+
+#[tokio::test]
+async fn an_interrupted_ingestion_is_invisible_then_resumed_at_start() {
+    let kb = knowledge_app(KnowledgeBackend::Embedded).await;
+    let key = kb.key();
+    let collection = kb.create_collection(&key, "resumed").await;
+    // What a crash leaves: a document whose first version was submitted, and its job, queued
+    // (or running) but never finished.
+    let tenant = flywheel_core::TenantId::parse("default").unwrap();
+    let now = chrono::Utc::now();
+    let document = flywheel_store::KnowledgeDocumentRecord {
+        id: uuid::Uuid::now_v7().to_string(),
+        tenant_id: tenant.clone(),
+        collection_id: collection["id"].as_str().unwrap().to_owned(),
+        source: Some("skylights.md".to_owned()),
+        title: "Skylights".to_owned(),
+        format: "markdown".to_owned(),
+        content_hash: "test".to_owned(),
+        tags: "[]".to_owned(),
+        metadata: "{}".to_owned(),
+        extracted_text: "# Skylights\n\nStep flashing keeps skylights from leaking in heavy rain."
+            .to_owned(),
+        bytes: 70,
+        pages: None,
+        status: "pending".to_owned(),
+        version: "v1".to_owned(),
+        active_version: None,
+        error: None,
+        chunk_count: 0,
+        token_count: 0,
+        created_at: now,
+        updated_at: now,
+    };
+    let job = flywheel_store::KnowledgeJobRecord {
+        id: uuid::Uuid::now_v7().to_string(),
+        tenant_id: tenant,
+        collection_id: document.collection_id.clone(),
+        document_id: document.id.clone(),
+        version: "v1".to_owned(),
+        status: "running".to_owned(),
+        stage: "embedding".to_owned(),
+        done: 0,
+        total: 0,
+        error: None,
+        created_by: "local-cli|admin".to_owned(),
+        created_at: now,
+        started_at: Some(now),
+        finished_at: None,
+    };
+    kb.app
+        .components
+        .store
+        .knowledge()
+        .submit_document(&document, &job)
+        .await
+        .unwrap();
+    // Not searchable while unfinished.
+    let found = kb
+        .search(
+            &key,
+            json!({"collection": "resumed", "query": "skylight flashing", "mode": "lexical"}),
+        )
+        .await;
+    assert_eq!(found["results"], json!([]));
+
+    let Knowledge {
+        app,
+        _mock,
+        _key_file,
+    } = kb;
+    let app = app.restart().await;
+    let kb = Knowledge {
+        app,
+        _mock,
+        _key_file,
+    };
+    wait_for_embeddings(&kb.app).await;
+    let mut status = Value::Null;
+    for _ in 0..300 {
+        status = kb
+            .app
+            .get(&format!("/v1/knowledge/jobs/{}", job.id), Some(&key))
+            .await
+            .json();
+        if status["status"] == "succeeded" || status["status"] == "failed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status["status"], "succeeded", "{status}");
+    let found = kb
+        .search(
+            &key,
+            json!({"collection": "resumed", "query": "skylight flashing", "mode": "hybrid"}),
+        )
+        .await;
+    assert_eq!(found["results"][0]["document_id"], document.id.as_str());
 }

@@ -43,6 +43,24 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/reports/partners"),
     ("get", "/v1/reports/models"),
     ("get", "/v1/datasets"),
+    ("post", "/v1/knowledge/collections"),
+    ("get", "/v1/knowledge/collections"),
+    ("get", "/v1/knowledge/collections/{collection}"),
+    ("delete", "/v1/knowledge/collections/{collection}"),
+    ("post", "/v1/knowledge/collections/{collection}/reembed"),
+    ("post", "/v1/knowledge/collections/{collection}/documents"),
+    ("get", "/v1/knowledge/collections/{collection}/documents"),
+    (
+        "get",
+        "/v1/knowledge/collections/{collection}/documents/{id}",
+    ),
+    (
+        "delete",
+        "/v1/knowledge/collections/{collection}/documents/{id}",
+    ),
+    ("get", "/v1/knowledge/jobs/{id}"),
+    ("post", "/v1/knowledge/search"),
+    ("post", "/v1/knowledge/answer"),
 ];
 
 #[tokio::test]

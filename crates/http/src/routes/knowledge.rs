@@ -494,7 +494,7 @@ pub async fn add_document(
         DocumentSubmitted::Queued(document, job) => {
             let mut response = DocumentResponse::of(document);
             response.outcome = Some("queued");
-            response.job = Some(job.into());
+            response.job = Some((*job).into());
             (StatusCode::ACCEPTED, response)
         }
     };

@@ -8,7 +8,9 @@
 //! `knowledge_chunks_<config>_<dimensions>` (`knowledge_chunks_english_384`) and shared by every
 //! scope with that pair. Each such table has:
 //!
-//! - `chunk_id BIGINT PRIMARY KEY`, `tenant_id`, `collection_id`, `document_id`, `text`;
+//! - `chunk_id`, `tenant_id`, `collection_id`, `document_id`, `text`, keyed by
+//!   `(tenant_id, collection_id, chunk_id)`: chunk ids come from one operational store, and
+//!   several installations (or test databases) may share one pgvector database;
 //! - `embedding vector(<dimensions>)` with an HNSW index (`vector_cosine_ops`, with `m` and
 //!   `ef_construction` taken from [`PgVectorSettings`] when the table is created);
 //! - `tsv tsvector GENERATED ALWAYS AS (to_tsvector('<config>', text)) STORED` with a GIN index;
@@ -610,13 +612,14 @@ impl ScopeTable {
         let (m, ef_construction) = (settings.m, settings.ef_construction);
         format!(
             "CREATE TABLE IF NOT EXISTS {name} (
-                 chunk_id BIGINT PRIMARY KEY,
+                 chunk_id BIGINT NOT NULL,
                  tenant_id TEXT NOT NULL,
                  collection_id TEXT NOT NULL,
                  document_id TEXT NOT NULL,
                  embedding vector({dimensions}) NOT NULL,
                  text TEXT NOT NULL,
-                 tsv tsvector GENERATED ALWAYS AS (to_tsvector('{config}'::regconfig, text)) STORED
+                 tsv tsvector GENERATED ALWAYS AS (to_tsvector('{config}'::regconfig, text)) STORED,
+                 PRIMARY KEY (tenant_id, collection_id, chunk_id)
              );
              CREATE INDEX IF NOT EXISTS {name}_scope
                  ON {name} (tenant_id, collection_id, document_id);

@@ -14,7 +14,7 @@
 
 mod search;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -86,7 +86,7 @@ pub enum DocumentSubmitted {
     /// Ingested before returning: searchable now.
     Ingested(KnowledgeDocumentRecord),
     /// Ingestion runs in the background; the job shows its progress.
-    Queued(KnowledgeDocumentRecord, KnowledgeJobRecord),
+    Queued(KnowledgeDocumentRecord, Box<KnowledgeJobRecord>),
 }
 
 /// The knowledge base service. Cheap to share behind an `Arc`.
@@ -445,14 +445,12 @@ impl KnowledgeService {
             || document.extracted_text.chars().count() > self.config.sync_max_chars;
         if background {
             self.enqueue(job.id.clone())?;
-            return Ok(DocumentSubmitted::Queued(document, job));
+            return Ok(DocumentSubmitted::Queued(document, Box::new(job)));
         }
-        let job = self.run_job(job, Some(actor.clone())).await?;
-        if job.status == "failed" {
-            return Err(ServiceError::Unavailable(format!(
-                "ingesting {label} failed: {}",
-                job.error.unwrap_or_default()
-            )));
+        let (_, failure) = self.run_job(job, Some(actor.clone()), false).await?;
+        if let Some(err) = failure {
+            // The document keeps its previous version (if any) and shows the failure.
+            return Err(err);
         }
         let document = self
             .store
@@ -563,40 +561,75 @@ impl KnowledgeService {
             }
             Err(err) => tracing::error!(error = %err, "could not list unfinished ingestion jobs"),
         }
+        // Jobs that met a transient failure (a model still loading, a provider rate limit)
+        // wait here for their next attempt, with a doubling delay.
+        let mut waiting: Vec<(tokio::time::Instant, String)> = Vec::new();
+        let mut attempts: HashMap<String, u32> = HashMap::new();
         loop {
+            let next_due = waiting.iter().map(|(due, _)| *due).min();
             let job_id = tokio::select! {
                 job_id = receiver.recv() => job_id,
+                () = sleep_until_or_forever(next_due) => {
+                    let now = tokio::time::Instant::now();
+                    let position = waiting.iter().position(|(due, _)| *due <= now);
+                    position.map(|idx| waiting.swap_remove(idx).1)
+                }
                 _ = stop.changed() => None,
             };
-            let Some(job_id) = job_id else { break };
-            if let Err(err) = self.run_job_by_id(&job_id).await {
-                tracing::error!(job = %job_id, error = %err, "ingestion job failed");
-            }
             if *stop.borrow() {
                 break;
+            }
+            let Some(job_id) = job_id else {
+                if next_due.is_some() {
+                    continue;
+                }
+                break;
+            };
+            let retry = attempts.get(&job_id).copied().unwrap_or(0) < MAX_ATTEMPTS;
+            match self.run_job_by_id(&job_id, retry).await {
+                Ok(Some(job)) if job.status == "queued" => {
+                    let attempt = attempts.entry(job_id.clone()).or_insert(0);
+                    *attempt += 1;
+                    let delay = RETRY_BASE.saturating_mul(1 << (*attempt).min(6));
+                    waiting.push((tokio::time::Instant::now() + delay, job_id));
+                }
+                Ok(_) => {
+                    attempts.remove(&job_id);
+                }
+                Err(err) => {
+                    tracing::error!(job = %job_id, error = %err, "ingestion job failed");
+                }
             }
         }
     }
 
-    async fn run_job_by_id(&self, job_id: &str) -> Result<(), ServiceError> {
+    async fn run_job_by_id(
+        &self,
+        job_id: &str,
+        retry_transient: bool,
+    ) -> Result<Option<KnowledgeJobRecord>, ServiceError> {
         // Jobs are found across tenants by id: the queue holds ids of jobs this service
         // created or resumed, so the tenant is read from the unfinished-jobs scan.
         let jobs = self.store.unfinished_jobs().await?;
         let Some(job) = jobs.into_iter().find(|job| job.id == job_id) else {
-            return Ok(());
+            return Ok(None);
         };
-        self.run_job(job, None).await?;
-        Ok(())
+        let (job, _) = self.run_job(job, None, retry_transient).await?;
+        Ok(Some(job))
     }
 
     /// Ingests one version of a document: chunk, embed, store chunks, index, activate.
     /// Errors are recorded on the job and the document (whose previous version stays
     /// searchable) and returned in the job.
+    /// With `retry_transient`, a transient failure (a model still loading, a provider's rate
+    /// limit or outage) puts the job back to `queued` for the worker to retry, instead of
+    /// failing it.
     async fn run_job(
         &self,
         mut job: KnowledgeJobRecord,
         actor: Option<Principal>,
-    ) -> Result<KnowledgeJobRecord, ServiceError> {
+        retry_transient: bool,
+    ) -> Result<(KnowledgeJobRecord, Option<ServiceError>), ServiceError> {
         let actor = match actor {
             Some(actor) => actor,
             None => principal_of(&job)?,
@@ -608,6 +641,7 @@ impl KnowledgeService {
         let started = Instant::now();
         let outcome = self.ingest_version(&actor, &mut job).await;
         job.finished_at = Some(Utc::now());
+        let mut failure = None;
         match outcome {
             Ok(IngestEnd::Activated { chunks, tokens }) => {
                 job.status = "succeeded".to_owned();
@@ -626,6 +660,12 @@ impl KnowledgeService {
                 job.stage = "superseded".to_owned();
                 job.error = Some("a newer version of the document was submitted".to_owned());
             }
+            Err(err) if retry_transient && is_transient(&err) => {
+                job.status = "queued".to_owned();
+                job.error = Some(format!("{err}; retrying"));
+                job.finished_at = None;
+                tracing::info!(job = %job.id, error = %err, "ingestion job will be retried");
+            }
             Err(err) => {
                 let message = err.to_string();
                 job.status = "failed".to_owned();
@@ -639,10 +679,11 @@ impl KnowledgeService {
                         Utc::now(),
                     )
                     .await?;
+                failure = Some(err);
             }
         }
         self.store.update_job(&job).await?;
-        Ok(job)
+        Ok((job, failure))
     }
 
     async fn ingest_version(
@@ -877,6 +918,28 @@ impl KnowledgeService {
             )
             .await?;
         Ok(outcome.vectors)
+    }
+}
+
+/// The first retry delay of a job that met a transient failure (then doubled, up to 64×).
+const RETRY_BASE: std::time::Duration = std::time::Duration::from_secs(1);
+/// Attempts of a job before a transient failure fails it (about ten minutes of retries).
+const MAX_ATTEMPTS: u32 = 12;
+
+fn is_transient(err: &ServiceError) -> bool {
+    matches!(
+        err,
+        ServiceError::Unavailable(_)
+            | ServiceError::Overloaded(_)
+            | ServiceError::RateLimited(_)
+            | ServiceError::Upstream(_)
+    )
+}
+
+async fn sleep_until_or_forever(due: Option<tokio::time::Instant>) {
+    match due {
+        Some(due) => tokio::time::sleep_until(due).await,
+        None => std::future::pending().await,
     }
 }
 
