@@ -148,7 +148,8 @@ fn actor(config: &Config, tenant: Option<String>) -> anyhow::Result<Principal> {
     match tenant {
         None => cli_principal(config),
         Some(tenant) => {
-            let tenant = TenantId::parse(&tenant).map_err(|err| anyhow::anyhow!("--tenant: {err}"))?;
+            let tenant =
+                TenantId::parse(&tenant).map_err(|err| anyhow::anyhow!("--tenant: {err}"))?;
             let mut principal = local_cli_principal(tenant);
             principal.operator = false;
             Ok(principal)
@@ -230,7 +231,9 @@ async fn ingest(
                     DocumentInput {
                         collection: collection.to_owned(),
                         bytes,
-                        file_name: file.file_name().map(|name| name.to_string_lossy().into_owned()),
+                        file_name: file
+                            .file_name()
+                            .map(|name| name.to_string_lossy().into_owned()),
                         source: Some(source.clone()),
                         tags: tags.to_vec(),
                         ..DocumentInput::default()
@@ -242,7 +245,8 @@ async fn ingest(
         };
         match outcome {
             Ok(DocumentSubmitted::Unchanged(_)) => unchanged += 1,
-            Ok(DocumentSubmitted::Ingested(document)) | Ok(DocumentSubmitted::Queued(document, _)) => {
+            Ok(DocumentSubmitted::Ingested(document))
+            | Ok(DocumentSubmitted::Queued(document, _)) => {
                 created += 1;
                 chunks += document.chunk_count;
                 pages += document.pages.unwrap_or(1);
