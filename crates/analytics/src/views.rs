@@ -30,6 +30,20 @@ impl Dialect {
         }
     }
 
+    /// `last_by` for a BOOLEAN column. DataFusion 55 has a fast grouped accumulator for
+    /// `last_value` over numbers but not over booleans (which fall back to one accumulator
+    /// per group, several times slower on large groups counts), so there the value travels as
+    /// a TINYINT and is cast back; `filter` is the aggregate's FILTER clause, if any.
+    fn last_bool_by(self, value: &str, order: &Order, filter: &str) -> String {
+        match self {
+            Dialect::DataFusion => format!(
+                "CAST(last_value(CAST({value} AS TINYINT) ORDER BY {}){filter} AS BOOLEAN)",
+                order.keys
+            ),
+            _ => format!("{}{filter}", self.last_by(value, order)),
+        }
+    }
+
     /// The value of the first row in `order`.
     fn first_by(self, value: &str, order: &Order) -> String {
         match self {
@@ -84,6 +98,9 @@ const OUTCOME_FIELDS: [&str; 7] = [
     "satisfaction_score",
 ];
 
+/// The outcome fields of type BOOLEAN.
+const BOOLEAN_OUTCOME_FIELDS: [&str; 3] = ["partner_matched", "demo_booked", "deal_closed"];
+
 /// Whether a row of `interactions` carries any outcome field.
 pub(crate) fn has_outcome() -> String {
     OUTCOME_FIELDS
@@ -94,10 +111,14 @@ pub(crate) fn has_outcome() -> String {
 pub(crate) fn outcomes_latest(d: Dialect) -> String {
     let mut merged = String::new();
     for field in OUTCOME_FIELDS {
-        let last = d.last_by(&format!("outcomes_{field}"), &ROOTS_THEN_LINKED);
-        merged.push_str(&format!(
-            "{last} FILTER (WHERE outcomes_{field} IS NOT NULL) AS {field}, "
-        ));
+        let column = format!("outcomes_{field}");
+        let filter = format!(" FILTER (WHERE {column} IS NOT NULL)");
+        let last = if BOOLEAN_OUTCOME_FIELDS.contains(&field) {
+            d.last_bool_by(&column, &ROOTS_THEN_LINKED, &filter)
+        } else {
+            format!("{}{filter}", d.last_by(&column, &ROOTS_THEN_LINKED))
+        };
+        merged.push_str(&format!("{last} AS {field}, "));
     }
     format!(
         "SELECT tenant_id, \
@@ -121,8 +142,16 @@ const GATEWAY_TYPES: &str = "('ai_completion', 'ai_embedding')";
 pub(crate) fn conversations(d: Dialect) -> String {
     let first_user = d.first_by("user_id", &BY_TIME);
     let first_user_type = d.first_by("user_type", &BY_TIME);
-    let last_helpful = d.last_by("feedback_helpful", &BY_TIME);
-    let last_recommend = d.last_by("feedback_would_recommend", &BY_TIME);
+    let last_helpful = d.last_bool_by(
+        "feedback_helpful",
+        &BY_TIME,
+        " FILTER (WHERE feedback_helpful IS NOT NULL)",
+    );
+    let last_recommend = d.last_bool_by(
+        "feedback_would_recommend",
+        &BY_TIME,
+        " FILTER (WHERE feedback_would_recommend IS NOT NULL)",
+    );
     let last_partner = d.last_by("partner_id", &BY_LAST_OUTCOME);
     let duration = format!(
         "{} - {}",
@@ -147,9 +176,9 @@ pub(crate) fn conversations(d: Dialect) -> String {
              sum(ai_duration_ms) FILTER (WHERE interaction_type IN {GATEWAY_TYPES}) AS call_model_ms, \
              count(*) FILTER (WHERE feedback_helpful IS NOT NULL OR feedback_accuracy IS NOT NULL \
                OR feedback_would_recommend IS NOT NULL OR feedback_comments IS NOT NULL) AS feedback_count, \
-             {last_helpful} FILTER (WHERE feedback_helpful IS NOT NULL) AS feedback_helpful, \
+             {last_helpful} AS feedback_helpful, \
              avg(feedback_accuracy) AS feedback_accuracy, \
-             {last_recommend} FILTER (WHERE feedback_would_recommend IS NOT NULL) AS feedback_would_recommend \
+             {last_recommend} AS feedback_would_recommend \
            FROM interactions WHERE conversation_id IS NOT NULL \
            GROUP BY tenant_id, conversation_id), \
          outcome AS ( \
