@@ -10,9 +10,19 @@ use tracing_subscriber::EnvFilter;
 pub fn init(config: &LogConfig) -> anyhow::Result<()> {
     let filter = match std::env::var("RUST_LOG") {
         Ok(directives) if !directives.is_empty() => EnvFilter::try_new(directives)?,
-        _ => EnvFilter::try_new(&config.level).map_err(|err| {
-            anyhow::anyhow!("log.level '{}' is not a valid filter: {err}", config.level)
-        })?,
+        _ => {
+            let mut filter = EnvFilter::try_new(&config.level).map_err(|err| {
+                anyhow::anyhow!("log.level '{}' is not a valid filter: {err}", config.level)
+            })?;
+            // tantivy logs every commit and merge at `info`; one per ingested document is
+            // noise in Flywheel's log. `log.level` or `RUST_LOG` naming tantivy still win.
+            if !config.level.contains("tantivy") {
+                if let Ok(directive) = "tantivy=warn".parse() {
+                    filter = filter.add_directive(directive);
+                }
+            }
+            filter
+        }
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
