@@ -2,7 +2,7 @@
 //! HTML or PDF), ingestion jobs, search and grounded answers (`/v1/knowledge/…`).
 
 use axum::extract::{Path, Query, Request, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::Engine;
@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};
 
+use super::interactions::is_json;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiJson, Authenticated};
 use crate::state::AppState;
@@ -372,18 +373,6 @@ impl DocumentResponse {
             chunks: None,
         }
     }
-}
-
-fn is_json(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .is_some_and(|value| {
-            value
-                .split(';')
-                .next()
-                .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
-        })
 }
 
 fn invalid(field: &str, problem: impl Into<String>) -> ApiError {
