@@ -11,6 +11,7 @@ mod gateway;
 mod knowledge;
 mod load;
 mod models;
+mod power100;
 mod secret;
 
 use std::net::SocketAddr;
@@ -30,6 +31,7 @@ pub use models::{
     ConciergeConfig, LocalChatModelConfig, LocalEmbeddingModelConfig, ModelsConfig,
     TenantConciergeConfig, DEFAULT_CHAT_MODEL, DEFAULT_EMBEDDING_MODEL,
 };
+pub use power100::{MatchWeightsSection, Power100Config, PowerConfidenceSection};
 pub use secret::{redact_url_password, SecretRef, SecretRefError};
 
 /// The effective configuration of one Flywheel process.
@@ -55,6 +57,7 @@ pub struct Config {
     pub analytics: AnalyticsConfig,
     pub training: TrainingConfig,
     pub knowledge: KnowledgeConfig,
+    pub power100: Power100Config,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -289,6 +292,7 @@ impl Default for Config {
             analytics: AnalyticsConfig::default(),
             training: TrainingConfig::default(),
             knowledge: KnowledgeConfig::default(),
+            power100: Power100Config::default(),
         }
     }
 }

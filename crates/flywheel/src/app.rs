@@ -21,6 +21,7 @@ use flywheel_services::enrich::EnrichSettings;
 use flywheel_services::gateway::{setup, GatewayParts, GatewayService};
 use flywheel_services::ingest::{IngestService, IngestSettings};
 use flywheel_services::knowledge::KnowledgeService;
+use flywheel_services::power100::Power100Service;
 use flywheel_services::writer::{GroupCommitWriter, WriterTask};
 use flywheel_services::{
     BootstrapOutcome, IdentityService, KeyRing, MasterKey, ProviderKeyService,
@@ -42,6 +43,8 @@ pub struct Components {
     pub analytics: Arc<AnalyticsService>,
     /// The knowledge base, unless `knowledge.enabled = false`.
     pub knowledge: Option<Arc<KnowledgeService>>,
+    /// Power100's profiles, matching, bookings and deals.
+    pub power100: Arc<Power100Service>,
     /// The in-process models, when `[models]` configures any.
     pub local_models: Option<Arc<LocalProvider>>,
     pub archiver: Archiver,
@@ -154,11 +157,14 @@ impl Components {
         } else {
             None
         };
+        let power100 = Arc::new(open_power100(config, &store, &gateway, &ingest)?);
+        let mut tools = ToolRegistry::builtin(store.interactions(), knowledge.clone());
+        flywheel_services::power100::register_tools(&mut tools, power100.clone());
         let concierge = Arc::new(ConciergeService::new(
             store.concierge(),
             ingest.clone(),
             gateway.clone(),
-            ToolRegistry::builtin(store.interactions(), knowledge.clone()),
+            tools,
             ConciergeSettings {
                 config: config.concierge.clone(),
                 answer_timeout: config.concierge.answer_timeout,
@@ -173,6 +179,7 @@ impl Components {
             concierge,
             analytics,
             knowledge,
+            power100,
             local_models,
             archiver,
             writer_task: Arc::new(tokio::sync::Mutex::new(Some(writer_task))),
@@ -338,6 +345,23 @@ async fn open_gateway(
 }
 
 /// The in-process models configured under `[models]`, none loaded yet.
+/// Power100 over the store, with the configured vocabularies and weights checked.
+pub fn open_power100(
+    config: &Config,
+    store: &Store,
+    gateway: &Arc<GatewayService>,
+    ingest: &Arc<IngestService>,
+) -> anyhow::Result<Power100Service> {
+    Power100Service::new(
+        store.power100(),
+        ingest.clone(),
+        gateway.clone(),
+        &config.power100,
+        &config.knowledge.embedding_model,
+    )
+    .map_err(|errors| anyhow::anyhow!("invalid [power100] configuration: {errors}"))
+}
+
 /// The knowledge base over its configured index backend.
 pub async fn open_knowledge(
     config: &Config,
@@ -657,6 +681,7 @@ impl Application {
                 concierge: self.components.concierge.clone(),
                 analytics: self.components.analytics.clone(),
                 knowledge: self.components.knowledge.clone(),
+                power100: Some(self.components.power100.clone()),
             },
             self.components.store.clone(),
             flywheel_http::HttpSettings {

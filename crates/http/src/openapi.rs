@@ -28,6 +28,7 @@ use crate::state::AppState;
         (name = "identity", description = "Tenants, API keys and the calling principal"),
         (name = "interactions", description = "Capture interactions, link outcomes and feedback, inspect rejects"),
         (name = "observability", description = "Prometheus metrics"),
+        (name = "power100", description = "Power100: contractor and partner profiles, explainable matches, demo bookings and deals"),
     )
 )]
 pub(crate) struct ApiDoc;

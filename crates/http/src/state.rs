@@ -7,6 +7,7 @@ use flywheel_services::concierge::ConciergeService;
 use flywheel_services::gateway::GatewayService;
 use flywheel_services::ingest::IngestService;
 use flywheel_services::knowledge::KnowledgeService;
+use flywheel_services::power100::Power100Service;
 use flywheel_services::{IdentityService, ProviderKeyService};
 use flywheel_store::Store;
 use ipnet::IpNet;
@@ -35,6 +36,8 @@ pub struct Services {
     pub analytics: Arc<AnalyticsService>,
     /// `None` when `knowledge.enabled = false`.
     pub knowledge: Option<Arc<KnowledgeService>>,
+    /// Power100's profiles, matching, bookings and deals.
+    pub power100: Option<Arc<Power100Service>>,
 }
 
 #[derive(Debug, Clone)]
@@ -46,6 +49,7 @@ pub struct AppState {
     pub concierge: Arc<ConciergeService>,
     pub analytics: Arc<AnalyticsService>,
     pub knowledge: Option<Arc<KnowledgeService>>,
+    pub power100: Option<Arc<Power100Service>>,
     pub store: Store,
     pub metrics: Arc<HttpMetrics>,
     pub http: Arc<HttpSettings>,
@@ -61,6 +65,7 @@ impl AppState {
             concierge,
             analytics,
             knowledge,
+            power100,
         } = services;
         AppState {
             identity,
@@ -75,6 +80,7 @@ impl AppState {
             concierge,
             analytics,
             knowledge,
+            power100,
             store,
             http: Arc::new(settings),
         }

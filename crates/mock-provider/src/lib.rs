@@ -11,7 +11,8 @@
 //! - `[[fail_first:N:label]]` fails the first N calls carrying `label` with a 500, then succeeds;
 //! - `[[delay_ms:N]]` waits N ms before answering; `[[chunk_delay_ms:N]]` between stream chunks;
 //! - `[[fail_midstream]]` streams two text chunks, then breaks the connection;
-//! - `[[tool]]` calls the first tool of the request with arguments `{"query":"mock"}`;
+//! - `[[tool]]` calls the first tool of the request with arguments `{"query":"mock"}`
+//!   (`[[tool:NAME]]` the tool of that name);
 //! - `[[cached:N]]` reports N cached input tokens;
 //! - `[[chunks:N]]` splits a streamed answer into N text chunks (default 3).
 //!
@@ -198,7 +199,13 @@ fn apply(state: &MockState, plan: &mut Plan, directive: &str, tools: &[String]) 
             plan.chunk_delay = Duration::from_millis(number(parts.next()).unwrap_or(0));
         }
         "fail_midstream" => plan.fail_midstream = true,
-        "tool" => plan.tool_call = tools.first().cloned(),
+        "tool" => {
+            plan.tool_call = match parts.next() {
+                // `[[tool:NAME]]` calls the named tool when the request defines it.
+                Some(wanted) => tools.iter().find(|tool| *tool == wanted).cloned(),
+                None => tools.first().cloned(),
+            }
+        }
         "cached" => plan.cached_input_tokens = number(parts.next()).unwrap_or(0),
         "chunks" => {
             plan.chunks = usize::try_from(number(parts.next()).unwrap_or(3)).unwrap_or(3);

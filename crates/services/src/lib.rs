@@ -16,6 +16,7 @@ pub mod gateway;
 pub mod identity;
 pub mod ingest;
 pub mod knowledge;
+pub mod power100;
 pub mod provider_keys;
 pub mod secrets;
 pub mod writer;

@@ -13,8 +13,8 @@ use sqlx::sqlite::{
 
 use crate::identity::{PgBackend, SqliteBackend};
 use crate::{
-    ApiKeyStore, ConciergeStore, InteractionStore, KnowledgeStore, ProviderKeyStore, StoreError,
-    TenantStore,
+    ApiKeyStore, ConciergeStore, InteractionStore, KnowledgeStore, Power100Store, ProviderKeyStore,
+    StoreError, TenantStore,
 };
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -312,6 +312,19 @@ impl Store {
     }
 
     pub fn knowledge(&self) -> Arc<dyn KnowledgeStore> {
+        match &self.pool {
+            Pool::Sqlite(pool) => Arc::new(SqliteBackend {
+                pool: pool.clone(),
+                writer: self.sqlite_writer.clone().unwrap_or_else(|| pool.clone()),
+            }),
+            Pool::Postgres(pool) => Arc::new(PgBackend {
+                pool: pool.clone(),
+                writer: pool.clone(),
+            }),
+        }
+    }
+
+    pub fn power100(&self) -> Arc<dyn Power100Store> {
         match &self.pool {
             Pool::Sqlite(pool) => Arc::new(SqliteBackend {
                 pool: pool.clone(),

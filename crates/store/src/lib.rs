@@ -12,6 +12,7 @@ mod error;
 mod identity;
 mod interactions;
 mod knowledge;
+mod power100;
 mod provider_keys;
 
 pub use concierge::{
@@ -28,5 +29,8 @@ pub use knowledge::{
     DocumentAttributes, KnowledgeChunkRecord, KnowledgeCollectionRecord,
     KnowledgeCollectionSummary, KnowledgeDocumentRecord, KnowledgeJobRecord, KnowledgeStore,
     VisibleChunk,
+};
+pub use power100::{
+    DealRecord, DemoBookingRecord, MatchRecord, Power100Store, ProfileKind, ProfileRecord,
 };
 pub use provider_keys::{ProviderKeyRecord, ProviderKeyStore, RewrappedDataKey};

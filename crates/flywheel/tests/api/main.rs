@@ -18,6 +18,7 @@ mod lake;
 mod local_models;
 mod observability;
 mod openapi;
+mod power100;
 mod process;
 mod readiness;
 mod store;

@@ -61,6 +61,20 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/knowledge/jobs/{id}"),
     ("post", "/v1/knowledge/search"),
     ("post", "/v1/knowledge/answer"),
+    ("post", "/v1/contractors"),
+    ("get", "/v1/contractors"),
+    ("get", "/v1/contractors/{id}"),
+    ("put", "/v1/contractors/{id}"),
+    ("get", "/v1/contractors/{id}/matches"),
+    ("post", "/v1/partners"),
+    ("get", "/v1/partners"),
+    ("get", "/v1/partners/{id}"),
+    ("put", "/v1/partners/{id}"),
+    ("post", "/v1/demo-bookings"),
+    ("get", "/v1/demo-bookings/{id}"),
+    ("patch", "/v1/demo-bookings/{id}"),
+    ("post", "/v1/deals"),
+    ("get", "/v1/deals/{id}"),
 ];
 
 #[tokio::test]

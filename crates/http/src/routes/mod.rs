@@ -9,6 +9,7 @@ mod interactions;
 mod knowledge;
 mod me;
 mod metrics;
+mod power100;
 mod provider_keys;
 mod tenants;
 
@@ -77,6 +78,21 @@ pub(crate) fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(knowledge::get_job))
         .routes(routes!(knowledge::search))
         .routes(routes!(knowledge::answer))
+        .routes(routes!(
+            power100::create_contractor,
+            power100::list_contractors
+        ))
+        .routes(routes!(
+            power100::get_contractor,
+            power100::update_contractor
+        ))
+        .routes(routes!(power100::contractor_matches))
+        .routes(routes!(power100::create_partner, power100::list_partners))
+        .routes(routes!(power100::get_partner, power100::update_partner))
+        .routes(routes!(power100::create_booking))
+        .routes(routes!(power100::get_booking, power100::update_booking))
+        .routes(routes!(power100::create_deal))
+        .routes(routes!(power100::get_deal))
 }
 
 pub(crate) async fn fallback() -> ApiError {

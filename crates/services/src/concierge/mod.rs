@@ -631,6 +631,7 @@ impl ConciergeService {
             tenant_id: actor.tenant_id.clone(),
             user_id: session.user_id.clone(),
             profile: profile.clone(),
+            session_id: Some(session.id.clone()),
         };
         // The deterministic route runs its tools before the prompt is built, so trimming
         // accounts for their results.
@@ -759,6 +760,7 @@ impl ConciergeService {
             tenant_id: turn.actor.tenant_id.clone(),
             user_id: turn.session.user_id.clone(),
             profile: turn.profile.clone(),
+            session_id: Some(turn.session.id.clone()),
         };
         let max_iterations = self.settings.config.max_tool_iterations;
         let mut content = String::new();

@@ -29,6 +29,8 @@ pub struct ToolContext {
     pub user_id: String,
     /// The subject profile given when the session started.
     pub profile: Option<Value>,
+    /// The session (conversation) the turn belongs to.
+    pub session_id: Option<String>,
 }
 
 /// A failed tool call; the message is given to the model as the tool's result.
@@ -49,15 +51,17 @@ pub trait ConciergeTool: Send + Sync {
     async fn call(&self, context: &ToolContext, arguments: Value) -> Result<Value, ToolError>;
 }
 
-/// The tools the concierge has, by name.
+/// The tools the concierge has, in registration order (the built-in ones first).
 #[derive(Clone, Default)]
 pub struct ToolRegistry {
-    tools: BTreeMap<&'static str, Arc<dyn ConciergeTool>>,
+    tools: Vec<Arc<dyn ConciergeTool>>,
 }
 
 impl std::fmt::Debug for ToolRegistry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list().entries(self.tools.keys()).finish()
+        f.debug_list()
+            .entries(self.tools.iter().map(|tool| tool.name()))
+            .finish()
     }
 }
 
@@ -75,13 +79,26 @@ impl ToolRegistry {
         registry
     }
 
+    /// Adds a tool; one with the same name is replaced in its place.
     pub fn register(&mut self, tool: Arc<dyn ConciergeTool>) {
-        self.tools.insert(tool.name(), tool);
+        match self
+            .tools
+            .iter_mut()
+            .find(|existing| existing.name() == tool.name())
+        {
+            Some(existing) => *existing = tool,
+            None => self.tools.push(tool),
+        }
+    }
+
+    /// The tool of this name, e.g. to wrap it with a richer one.
+    pub fn get(&self, name: &str) -> Option<Arc<dyn ConciergeTool>> {
+        self.tools.iter().find(|tool| tool.name() == name).cloned()
     }
 
     pub fn definitions(&self) -> Vec<ToolDefinition> {
         self.tools
-            .values()
+            .iter()
             .map(|tool| ToolDefinition {
                 name: tool.name().to_owned(),
                 description: Some(tool.description().to_owned()),
@@ -91,10 +108,11 @@ impl ToolRegistry {
             .collect()
     }
 
-    /// The deterministic route's choice for `message`: `(tool, arguments)` in name order.
+    /// The deterministic route's choice for `message`: `(tool, arguments)` in registration
+    /// order.
     pub fn route(&self, message: &str) -> Vec<(&'static str, Value)> {
         self.tools
-            .values()
+            .iter()
             .filter_map(|tool| tool.route(message).map(|args| (tool.name(), args)))
             .collect()
     }
@@ -107,10 +125,14 @@ impl ToolRegistry {
         name: &str,
         arguments: &str,
     ) -> Result<Value, ToolError> {
-        let tool = self.tools.get(name).ok_or_else(|| {
+        let tool = self.get(name).ok_or_else(|| {
             ToolError(format!(
                 "there is no tool `{name}`; available: {}",
-                self.tools.keys().copied().collect::<Vec<_>>().join(", ")
+                self.tools
+                    .iter()
+                    .map(|tool| tool.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ))
         })?;
         let arguments: Value = if arguments.trim().is_empty() {
@@ -349,10 +371,7 @@ mod tests {
     #[test]
     fn the_deterministic_route_follows_its_rules() {
         let registry = ToolRegistry {
-            tools: BTreeMap::from([(
-                "search_knowledge",
-                Arc::new(SearchKnowledge { knowledge: None }) as Arc<dyn ConciergeTool>,
-            )]),
+            tools: vec![Arc::new(SearchKnowledge { knowledge: None }) as Arc<dyn ConciergeTool>],
         };
         assert_eq!(registry.route("How do I grow?").len(), 1);
         assert_eq!(registry.route("Tell me a joke").len(), 0);
@@ -376,12 +395,10 @@ mod tests {
             tenant_id,
             user_id: "u".into(),
             profile: None,
+            session_id: None,
         };
         let registry = ToolRegistry {
-            tools: BTreeMap::from([(
-                "search_knowledge",
-                Arc::new(SearchKnowledge { knowledge: None }) as Arc<dyn ConciergeTool>,
-            )]),
+            tools: vec![Arc::new(SearchKnowledge { knowledge: None }) as Arc<dyn ConciergeTool>],
         };
         assert!(registry
             .call(&context, "search_knowledge", "{}")
