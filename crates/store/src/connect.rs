@@ -298,56 +298,51 @@ impl Store {
         self.interactions.clone()
     }
 
-    pub fn concierge(&self) -> Arc<dyn ConciergeStore> {
+    /// A store area over the backend's pools: reads on the pool, writes on the writer pool (on
+    /// SQLite the one writer connection that also commits interactions).
+    fn with_writer<T>(
+        &self,
+        sqlite: impl FnOnce(SqliteBackend) -> T,
+        postgres: impl FnOnce(PgBackend) -> T,
+    ) -> T {
         match &self.pool {
-            Pool::Sqlite(pool) => Arc::new(SqliteBackend {
+            Pool::Sqlite(pool) => sqlite(SqliteBackend {
                 pool: pool.clone(),
                 writer: self.sqlite_writer.clone().unwrap_or_else(|| pool.clone()),
             }),
-            Pool::Postgres(pool) => Arc::new(PgBackend {
+            Pool::Postgres(pool) => postgres(PgBackend {
                 pool: pool.clone(),
                 writer: pool.clone(),
             }),
         }
+    }
+
+    pub fn concierge(&self) -> Arc<dyn ConciergeStore> {
+        self.with_writer(
+            |backend| Arc::new(backend) as Arc<dyn ConciergeStore>,
+            |backend| Arc::new(backend),
+        )
     }
 
     pub fn knowledge(&self) -> Arc<dyn KnowledgeStore> {
-        match &self.pool {
-            Pool::Sqlite(pool) => Arc::new(SqliteBackend {
-                pool: pool.clone(),
-                writer: self.sqlite_writer.clone().unwrap_or_else(|| pool.clone()),
-            }),
-            Pool::Postgres(pool) => Arc::new(PgBackend {
-                pool: pool.clone(),
-                writer: pool.clone(),
-            }),
-        }
+        self.with_writer(
+            |backend| Arc::new(backend) as Arc<dyn KnowledgeStore>,
+            |backend| Arc::new(backend),
+        )
     }
 
     pub fn power100(&self) -> Arc<dyn Power100Store> {
-        match &self.pool {
-            Pool::Sqlite(pool) => Arc::new(SqliteBackend {
-                pool: pool.clone(),
-                writer: self.sqlite_writer.clone().unwrap_or_else(|| pool.clone()),
-            }),
-            Pool::Postgres(pool) => Arc::new(PgBackend {
-                pool: pool.clone(),
-                writer: pool.clone(),
-            }),
-        }
+        self.with_writer(
+            |backend| Arc::new(backend) as Arc<dyn Power100Store>,
+            |backend| Arc::new(backend),
+        )
     }
 
     pub fn provider_keys(&self) -> Arc<dyn ProviderKeyStore> {
-        match &self.pool {
-            Pool::Sqlite(pool) => Arc::new(SqliteBackend {
-                pool: pool.clone(),
-                writer: self.sqlite_writer.clone().unwrap_or_else(|| pool.clone()),
-            }),
-            Pool::Postgres(pool) => Arc::new(PgBackend {
-                pool: pool.clone(),
-                writer: pool.clone(),
-            }),
-        }
+        self.with_writer(
+            |backend| Arc::new(backend) as Arc<dyn ProviderKeyStore>,
+            |backend| Arc::new(backend),
+        )
     }
 }
 
