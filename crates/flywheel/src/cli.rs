@@ -229,6 +229,60 @@ pub enum BenchCommand {
         #[arg(long)]
         no_peer: bool,
     },
+    /// The knowledge base: retrieval quality (recall@5, MRR, nDCG@10 per search mode on a
+    /// labelled set over the Python reference topics), ingestion throughput of Markdown and PDF
+    /// with the embedding time separated, and the ANN index (recall@10, latency, queries/s per
+    /// ef_search on real embeddings and random unit vectors) next to pgvector's HNSW. Prints
+    /// Markdown and writes JSON to --dir.
+    Knowledge {
+        /// Real embeddings indexed (passages of the Python docs and standard library, embedded
+        /// by the local model and cached in --dir).
+        #[arg(long, default_value_t = 100_000)]
+        vectors: usize,
+        /// Random unit vectors (384 dimensions) indexed; 0 skips the random set.
+        #[arg(long, default_value_t = 1_000_000)]
+        random: usize,
+        /// Queries per ANN dataset (held-out passages for the real set).
+        #[arg(long, default_value_t = 1_000)]
+        queries: usize,
+        /// The ef_search values swept.
+        #[arg(long, default_value = "10,20,40,80,160,320", value_delimiter = ',')]
+        ef_search: Vec<usize>,
+        /// The largest dataset pgvector is built for: a larger random set runs on the embedded
+        /// index alone, and both engines also run a random set of this size.
+        #[arg(long, default_value_t = 1_000_000)]
+        pgvector_max_vectors: usize,
+        /// Ingestion runs per format; medians are reported.
+        #[arg(long, default_value_t = 3)]
+        ingest_runs: usize,
+        /// Caches (embeddings, exact neighbours, generated files), the pgvector server's data
+        /// and the results.
+        #[arg(long, value_name = "PATH", default_value = "bench-knowledge")]
+        dir: PathBuf,
+        /// A PostgreSQL with the vector extension (default: start one from the pgserver Python
+        /// package in --dir).
+        #[arg(long, value_name = "URL")]
+        pgvector_url: Option<String>,
+        /// Run without pgvector.
+        #[arg(long)]
+        skip_pgvector: bool,
+        /// Skip the retrieval evaluation.
+        #[arg(long)]
+        skip_eval: bool,
+        /// Skip the ingestion throughput.
+        #[arg(long)]
+        skip_ingest: bool,
+        /// Skip the ANN index benchmark.
+        #[arg(long)]
+        skip_ann: bool,
+        /// The Python interpreter with pgserver (default: $FLYWHEEL_PYTHON, else python3); its
+        /// standard library is part of the real corpus.
+        #[arg(long, value_name = "PATH")]
+        python: Option<PathBuf>,
+        /// Seeds the query hold-out and the random vectors.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
 }
 
 /// The parts of `flywheel bench local`.

@@ -24,6 +24,9 @@ use crate::telemetry;
 // `flywheel bench lake` lives in its own file next to the other benches.
 #[path = "bench_lake.rs"]
 pub mod bench_lake;
+// `flywheel bench knowledge` likewise.
+#[path = "bench_knowledge.rs"]
+pub mod bench_knowledge;
 
 /// Environment variable holding the bootstrap admin key for automated first starts.
 pub const BOOTSTRAP_KEY_ENV: &str = "FLYWHEEL_BOOTSTRAP_ADMIN_KEY";
@@ -217,6 +220,54 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let report = bench_lake::run_lake(&bench).await?;
             print!("{}", bench_lake::markdown(&report, &bench));
+            Ok(())
+        }
+        Command::Bench {
+            command:
+                BenchCommand::Knowledge {
+                    vectors,
+                    random,
+                    queries,
+                    ef_search,
+                    pgvector_max_vectors,
+                    ingest_runs,
+                    dir,
+                    pgvector_url,
+                    skip_pgvector,
+                    skip_eval,
+                    skip_ingest,
+                    skip_ann,
+                    python,
+                    seed,
+                },
+        } => {
+            let mut ef_search: Vec<usize> = ef_search.into_iter().filter(|ef| *ef > 0).collect();
+            ef_search.sort_unstable();
+            ef_search.dedup();
+            if ef_search.is_empty() {
+                anyhow::bail!("--ef-search needs at least one positive value");
+            }
+            let bench = bench_knowledge::KnowledgeBench {
+                vectors: vectors.max(1),
+                random,
+                queries: queries.max(1),
+                ef_search,
+                pgvector_max_vectors,
+                ingest_runs: ingest_runs.max(1),
+                dir,
+                pgvector_url,
+                pgvector: !skip_pgvector,
+                eval: !skip_eval,
+                ingest: !skip_ingest,
+                ann: !skip_ann,
+                python,
+                seed,
+            };
+            let report = bench_knowledge::run_knowledge(&config, &bench).await?;
+            let text = bench_knowledge::markdown(&report, &bench);
+            print!("{text}");
+            let path = bench_knowledge::write_results(&report, &bench, &text)?;
+            eprintln!("results written to {}", path.display());
             Ok(())
         }
     }
