@@ -2932,7 +2932,8 @@ mod tests {
         let base = [1.0, 0.0, 0.0, 1.0, 0.7, 0.7, -1.0, 0.0];
         let queries = [0.9, 0.1, 0.0, -1.0];
         let truth = brute_force_top_k(&base, &queries, 2, 2, &ProgressBar::hidden());
-        assert_eq!(truth, vec![vec![0, 2], vec![0, 2]]);
+        // Second query (0, -1): v0 and v3 score 0, v2 −0.7, v1 −1; the tie keeps index order.
+        assert_eq!(truth, vec![vec![0, 2], vec![0, 3]]);
     }
 
     #[test]
